@@ -1,0 +1,10 @@
+//! rebasefs-fuse: an overlay filesystem served through FUSE.
+//!
+//! It merges an ordered stack of read-only lower directories, an optional upper
+//! directory and a work directory with Linux overlayfs semantics, lazily on lookup.
+//! It knows nothing of containers-storage: callers hand it a [`StackSpec`], and the
+//! stack it serves can be replaced while mounted.
+
+pub mod config;
+
+pub use config::{IdRange, OverlayConfig, StackSpec, XattrPermissions};

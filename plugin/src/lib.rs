@@ -1,0 +1,1 @@
+//! rebasefs-plugin: reads containers-storage, plans rebases and keeps the repository.
