@@ -6,6 +6,7 @@
 
 mod cli;
 mod mount_program;
+mod stack_rewrite;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
