@@ -1,0 +1,2 @@
+//! Benchmark driver (placeholder until the benchmark harness lands).
+fn main() {}
