@@ -1,9 +1,273 @@
 //! containers-storage `mount_program` front end: `rebasefs [-f] [-d] -o OPTS MOUNTPOINT`.
+//!
+//! Parses the fuse-overlayfs command line, checks every path before anything is mounted,
+//! then (unless `-f`/`-d`) forks a daemon that mounts, reports success through a pipe and
+//! serves until unmounted. Any failure before the mount is live: one line on stderr, exit 2.
+
+mod cmdline;
+mod daemon;
+mod layers;
+mod logging;
+mod options;
+mod termination;
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rebasefs_fuse::{Mount, OverlayConfig, StackSpec};
+
+use crate::stack_rewrite;
+use cmdline::Command;
+use options::MountOptions;
+
+/// Exit code for bad usage or a mount that could not be set up (fuse-overlayfs uses 1;
+/// containers-storage only checks for non-zero).
+const EXIT_FAILED: i32 = 2;
 
 /// Parses the fuse-overlayfs command line, mounts, daemonizes; returns the exit code.
-pub fn run(_args: Vec<OsString>) -> i32 {
-    eprintln!("rebasefs: mounting is not implemented yet");
-    2
+pub fn run(args: Vec<OsString>) -> i32 {
+    let request = match cmdline::parse(&args) {
+        Ok(Command::Help) => {
+            print!("{}", cmdline::usage());
+            return 0;
+        }
+        Ok(Command::Version) => {
+            println!("rebasefs {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Ok(Command::Mount(request)) => request,
+        Err(error) => return fail(&error),
+    };
+    logging::init(request.debug);
+    let prepared = match prepare(&request.option_strings, &request.mountpoint) {
+        Ok(prepared) => prepared,
+        Err(error) => return fail(&error),
+    };
+    if request.foreground {
+        return mount_and_serve(prepared, None);
+    }
+    match daemon::fork_with_status_pipe() {
+        Err(error) => fail(&error),
+        Ok(daemon::Side::Parent(pipe)) => match daemon::wait_for_child(pipe) {
+            Ok(()) => 0,
+            Err(message) => {
+                eprintln!("rebasefs: {message}");
+                EXIT_FAILED
+            }
+        },
+        Ok(daemon::Side::Child(status)) => {
+            let log_file = std::env::var_os(logging::LOG_FILE_ENV).map(PathBuf::from);
+            if let Err(error) = daemon::detach(log_file.as_deref()) {
+                status.report_failure(&format!("{error:#}"));
+                return EXIT_FAILED;
+            }
+            mount_and_serve(prepared, Some(status))
+        }
+    }
+}
+
+/// Prints one line for `error` and returns the failure exit code.
+fn fail(error: &anyhow::Error) -> i32 {
+    let line = format!("{error:#}").replace('\n', " ");
+    eprintln!("rebasefs: {line}");
+    EXIT_FAILED
+}
+
+/// A checked mount request: resolved paths and parsed options.
+struct Prepared {
+    stack: StackSpec,
+    options: MountOptions,
+    mountpoint: PathBuf,
+}
+
+/// Parses the options and resolves every path, relative to the current directory.
+fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
+    let options = options::parse(option_strings)?;
+    for warning in &options.warnings {
+        tracing::warn!("{warning}");
+    }
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let lowers = options
+        .lowers
+        .iter()
+        .map(|lower| layers::resolve_directory("lower layer", Path::new(lower), &cwd))
+        .collect::<Result<Vec<_>>>()?;
+    let resolve_optional = |role: &str, path: &Option<String>| {
+        path.as_ref()
+            .map(|path| layers::resolve_directory(role, Path::new(path), &cwd))
+            .transpose()
+    };
+    let upper = resolve_optional("upperdir", &options.upper)?;
+    let work = resolve_optional("workdir", &options.work)?;
+    let mountpoint = layers::resolve_directory("mountpoint", mountpoint, &cwd)?;
+    Ok(Prepared {
+        stack: StackSpec {
+            lowers,
+            upper,
+            work,
+        },
+        options,
+        mountpoint,
+    })
+}
+
+/// Builds the filesystem config for `stack` from the parsed options.
+fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
+    // Generic `ro` with an upper: serve the merged tree read-only, upper on top.
+    let stack = if options.read_only {
+        match stack.upper {
+            Some(upper) => StackSpec {
+                lowers: std::iter::once(upper).chain(stack.lowers).collect(),
+                upper: None,
+                work: None,
+            },
+            None => stack,
+        }
+    } else {
+        stack
+    };
+    let mut config = OverlayConfig::new(stack);
+    config.uid_map = options.uid_map.clone();
+    config.gid_map = options.gid_map.clone();
+    config.squash_uid = options.squash_uid;
+    config.squash_gid = options.squash_gid;
+    config.xattr_permissions = options.xattr_permissions;
+    config.fsync = options.fsync;
+    config.context = options.context.clone();
+    if let Some(timeout) = options.timeout {
+        config.entry_timeout = timeout;
+        config.attr_timeout = timeout;
+    }
+    if let Some(passthrough) = options.passthrough {
+        config.passthrough = passthrough;
+    }
+    if let Some(threads) = options.threads {
+        config.threads = threads;
+    }
+    config.allow_other = options
+        .allow_other
+        .unwrap_or_else(|| nix::unistd::geteuid().is_root());
+    config.default_permissions = options.default_permissions;
+    config.noatime = options.noatime;
+    config.nodev = options.nodev;
+    config.nosuid = options.nosuid;
+    config.noexec = options.noexec;
+    if let Some(name) = &options.fs_name {
+        config.fs_name = name.clone();
+    }
+    config
+}
+
+/// Mounts and serves; reports the mount's state through `status` when daemonized.
+fn mount_and_serve(prepared: Prepared, status: Option<daemon::StatusPipe>) -> i32 {
+    let mounted = termination::install(prepared.mountpoint.clone()).and_then(|live| {
+        let stack = stack_rewrite::rewrite(prepared.stack);
+        let config = overlay_config(stack, &prepared.options);
+        tracing::debug!(?config, mountpoint = %prepared.mountpoint.display(), "mounting");
+        rebasefs_fuse::validate(&config)?;
+        let mount = Mount::new(config, &prepared.mountpoint)
+            .with_context(|| format!("mounting {}", prepared.mountpoint.display()))?;
+        live.set();
+        Ok(mount)
+    });
+    let mount = match mounted {
+        Ok(mount) => mount,
+        Err(error) => {
+            let code = fail(&error);
+            if let Some(status) = status {
+                status.report_failure(&format!("{error:#}").replace('\n', " "));
+            }
+            return code;
+        }
+    };
+    tracing::info!(mountpoint = %prepared.mountpoint.display(), "mounted");
+    if let Some(status) = status {
+        status.report_live();
+    }
+    match mount.serve() {
+        Ok(()) => {
+            tracing::info!(mountpoint = %prepared.mountpoint.display(), "unmounted");
+            0
+        }
+        Err(error) => {
+            tracing::error!(%error, "serving failed");
+            eprintln!(
+                "rebasefs: serving {}: {error}",
+                prepared.mountpoint.display()
+            );
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stack(upper: bool) -> StackSpec {
+        StackSpec {
+            lowers: vec![PathBuf::from("/l1"), PathBuf::from("/l2")],
+            upper: upper.then(|| PathBuf::from("/u")),
+            work: upper.then(|| PathBuf::from("/w")),
+        }
+    }
+
+    fn config_for(options: &str, upper: bool) -> OverlayConfig {
+        let mut options = options::parse(&[format!("lowerdir=/x,{options}")])
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        options.warnings.clear();
+        overlay_config(stack(upper), &options)
+    }
+
+    #[test]
+    fn default_config_keeps_the_stack() {
+        let config = config_for("", true);
+        assert_eq!(config.stack, stack(true));
+        assert!(!config.read_only());
+        assert!(config.fsync && config.default_permissions && config.noatime);
+        assert_eq!(config.allow_other, nix::unistd::geteuid().is_root());
+    }
+
+    #[test]
+    fn ro_puts_the_upper_on_top_of_the_lowers() {
+        let config = config_for("ro", true);
+        assert!(config.read_only());
+        assert_eq!(
+            config.stack.lowers,
+            [
+                PathBuf::from("/u"),
+                PathBuf::from("/l1"),
+                PathBuf::from("/l2")
+            ]
+        );
+        assert_eq!(config.stack.work, None);
+        assert_eq!(config_for("ro", false).stack, stack(false));
+    }
+
+    #[test]
+    fn options_reach_the_config() {
+        let config = config_for(
+            "uidmapping=0:1000:10,gidmapping=0:2000:10,squash_to_uid=5,squash_to_gid=6,\
+             xattr_permissions=2,volatile,timeout=3,context=\"a,b\",nodev,nosuid,noexec,atime,\
+             allow_other,passthrough=0,threads=3,fsname=store",
+            true,
+        );
+        assert_eq!(config.uid_map.len(), 1);
+        assert_eq!(config.gid_map.first().map(|r| r.host), Some(2000));
+        assert_eq!((config.squash_uid, config.squash_gid), (Some(5), Some(6)));
+        assert_eq!(
+            config.xattr_permissions,
+            rebasefs_fuse::XattrPermissions::ContainersUser
+        );
+        assert!(!config.fsync);
+        assert_eq!(config.entry_timeout, Duration::from_secs(3));
+        assert_eq!(config.attr_timeout, Duration::from_secs(3));
+        assert_eq!(config.context.as_deref(), Some("a,b"));
+        assert!(config.nodev && config.nosuid && config.noexec && !config.noatime);
+        assert!(config.allow_other && !config.passthrough);
+        assert_eq!(config.threads, 3);
+        assert_eq!(config.fs_name, "store");
+    }
 }
