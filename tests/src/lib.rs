@@ -1,3 +1,2 @@
 //! Shared support for the rebasefs test suites.
 pub mod podman;
-pub mod diff;
