@@ -1,1 +1,25 @@
 //! rebasefs-plugin: reads containers-storage, plans rebases and keeps the repository.
+//!
+//! Layout: [`storage`] reads a containers-storage tree without a daemon; [`chain`] computes
+//! layer ids; [`tree`] walks layer directories (both whiteout encodings); [`base`] finds an
+//! image's base and base updates; [`plan`] validates a rebase; [`conflict`] finds paths both
+//! the base update and the app layers touched; [`resolve`] applies policies and materializes
+//! resolutions; [`repo`] is the SQLite repository; [`rebase`] ties them together for the CLI;
+//! [`serve`] is the mount program's fast lookup of the active rebased stack.
+
+pub mod base;
+pub mod chain;
+pub mod conflict;
+pub mod error;
+pub mod maintenance;
+pub mod plan;
+pub mod rebase;
+pub mod repo;
+pub mod resolve;
+pub mod serve;
+pub mod status;
+pub mod storage;
+mod sys;
+pub mod tree;
+
+pub use error::{Error, Result};

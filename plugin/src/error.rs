@@ -1,0 +1,77 @@
+//! The plugin's error type: one variant per failure a user can act on, plus wrapped I/O.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading storage, planning, or using the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown image {0:?}: no local image has that name or id")]
+    UnknownImage(String),
+    #[error("image {image} is not built on {base}: the base's layers are not a prefix of the image's layers")]
+    NotAPrefix { image: String, base: String },
+    #[error("cannot identify the base of image {0}: no base annotation, no local image is a prefix of it; pass --base")]
+    NoBase(String),
+    #[error(
+        "no base update for image {image} (its base {base} is still current); pass --onto NEWBASE"
+    )]
+    NoUpdate { image: String, base: String },
+    #[error("{image} already runs on {base}: nothing to rebase")]
+    AlreadyOnBase { image: String, base: String },
+    #[error(
+        "platform mismatch: image {image} is {image_platform}, new base {base} is {base_platform}"
+    )]
+    PlatformMismatch {
+        image: String,
+        image_platform: String,
+        base: String,
+        base_platform: String,
+    },
+    #[error("containers-storage is locked by another process ({0}); try again when it finishes")]
+    StoreLocked(PathBuf),
+    #[error("rebase repository {path} is corrupt ({reason}); run `rebasefs check`, or move it aside to start over")]
+    CorruptRepository { path: PathBuf, reason: String },
+    #[error("rebase repository {path} was written by a newer rebasefs (schema {found}, this one knows {known})")]
+    RepositoryTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "refusing to rebase {image}: {count} unresolved conflict(s) under policy `refuse`: {paths}"
+    )]
+    Refused {
+        image: String,
+        count: usize,
+        paths: String,
+    },
+    #[error("nothing to roll back for image {0}: it runs on its original base")]
+    NothingToRollBack(String),
+    #[error(
+        "invalid policy {0:?}: expected upper-wins, merge, refuse or base-wins=PATH[,PATH...]"
+    )]
+    BadPolicy(String),
+    #[error("storage configuration {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("containers-storage metadata {path}: {reason}")]
+    BadMetadata { path: PathBuf, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("repository {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps an `io::Error` with what was being done, for `map_err`.
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}

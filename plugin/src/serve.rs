@@ -1,0 +1,135 @@
+//! The mount program's question: is there an active rebase for the stack I was asked for?
+//!
+//! containers-storage hands the mount program a lowerdir list (top first) in one of two
+//! forms (`overlay/l/<short>` symlinks or `overlay/<id>/diff`). Each maps back to a layer
+//! id and the graphroot; the repository beside it says whether the image whose chain this
+//! is has an active rebased stack. If so the answer is: the materialized resolution (if
+//! any), the unchanged app diff dirs, then the new base's diff dirs. The container's upper
+//! dir is kept as is. Without a repository the cost is one `stat`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::repo::{Repo, StackRow};
+use crate::storage::{diff_dir, layer_of_path};
+
+/// A mount's layer stack (mirrors `rebasefs_fuse::StackSpec`, kept here so the plugin
+/// does not depend on the filesystem crate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackSpec {
+    /// Lower dirs, top first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+}
+
+/// Set in the environment of inspection mounts that already pass a rebased stack.
+pub const NO_REWRITE_ENV: &str = "REBASEFS_NO_REWRITE";
+
+/// The lower dirs (top first) of a rebased stack.
+pub fn stack_dirs(
+    graphroot: &Path,
+    resolution_dir: Option<&Path>,
+    app_bottom_first: &[String],
+    new_base_bottom_first: &[String],
+) -> Vec<PathBuf> {
+    resolution_dir
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(
+            app_bottom_first
+                .iter()
+                .rev()
+                .map(|id| diff_dir(graphroot, id)),
+        )
+        .chain(
+            new_base_bottom_first
+                .iter()
+                .rev()
+                .map(|id| diff_dir(graphroot, id)),
+        )
+        .collect()
+}
+
+/// The lower dirs (top first) a recorded stack is served with.
+pub fn dirs_of_stack(repo: &Repo, graphroot: &Path, stack: &StackRow) -> Result<Vec<PathBuf>> {
+    let resolution = match &stack.resolution_id {
+        Some(id) => repo
+            .resolution(id)?
+            .and_then(|r| r.dir)
+            .map(|d| repo.store.absolute(&d)),
+        None => None,
+    };
+    Ok(stack_dirs(
+        graphroot,
+        resolution.as_deref(),
+        &stack.app_layers,
+        &stack.new_base_layers,
+    ))
+}
+
+/// The rebased stack to serve instead of `spec`, or `None` to serve `spec` unchanged.
+pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
+    if std::env::var_os(NO_REWRITE_ENV).is_some() {
+        return Ok(None);
+    }
+    let Some((top, graphroot)) = spec.lowers.first().and_then(|l| layer_of_path(l)) else {
+        return Ok(None);
+    };
+    let Some(mut repo) = Repo::open_existing(&graphroot)? else {
+        return Ok(None);
+    };
+    let asked: Option<Vec<String>> = spec
+        .lowers
+        .iter()
+        .map(|l| {
+            layer_of_path(l)
+                .filter(|(_, g)| *g == graphroot)
+                .map(|(id, _)| id)
+        })
+        .collect();
+    let container_layer = spec
+        .upper
+        .as_deref()
+        .and_then(layer_of_path)
+        .filter(|(_, g)| *g == graphroot)
+        .map(|(id, _)| id);
+    let mut chosen = None;
+    if let Some(asked) = asked {
+        let mut candidates = repo.active_stacks_for_top(&top)?;
+        candidates.sort_by_key(|s| std::cmp::Reverse(s.id));
+        chosen = candidates.into_iter().find(|s| {
+            s.orig_layers.len() == asked.len() && s.orig_layers.iter().rev().eq(asked.iter())
+        });
+    }
+    let new_spec = match &chosen {
+        Some(stack) => {
+            let lowers = dirs_of_stack(&repo, &graphroot, stack)?;
+            if let Some(missing) = lowers.iter().find(|d| !d.is_dir()) {
+                tracing::warn!(
+                    stack = stack.id,
+                    missing = %missing.display(),
+                    "rebased stack incomplete; serving the original stack"
+                );
+                None
+            } else {
+                Some(StackSpec {
+                    lowers,
+                    upper: spec.upper.clone(),
+                    work: spec.work.clone(),
+                })
+            }
+        }
+        None => None,
+    };
+    if let Some(layer) = container_layer {
+        let stack_id = new_spec.as_ref().and(chosen.as_ref()).map(|s| s.id);
+        if let Err(e) = repo.record_mount(&layer, &top, stack_id) {
+            tracing::warn!(error = %e, "could not record the container mount");
+        }
+    }
+    if let (Some(stack), Some(_)) = (&chosen, &new_spec) {
+        tracing::info!(stack = stack.id, new_base = %stack.new_base_name, "serving rebased stack");
+    }
+    Ok(new_spec)
+}

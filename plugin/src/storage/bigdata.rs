@@ -1,0 +1,177 @@
+//! Image big data: the manifest and the config blob, stored under `overlay-images/<id>/`.
+//!
+//! A key is its own file name when it matches `[0-9a-z.]+`, otherwise the file is `=` +
+//! standard base64 of the key (containers-storage `makeBigDataBaseName`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{io_err, Error, Result};
+
+/// The manifest fields rebasefs reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    pub digest: String,
+}
+
+/// The config fields rebasefs reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: Option<RuntimeConfig>,
+    #[serde(default)]
+    pub rootfs: Option<RootFs>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(rename = "Labels", default)]
+    pub labels: Option<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+impl ImageConfig {
+    /// `os/arch[/variant]`.
+    pub fn platform(&self) -> String {
+        match &self.variant {
+            Some(v) if !v.is_empty() => format!("{}/{}/{}", self.os, self.architecture, v),
+            _ => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// File name of big-data `key`.
+pub fn file_name(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.')
+    {
+        key.to_string()
+    } else {
+        format!("={}", base64_std(key.as_bytes()))
+    }
+}
+
+/// Path of big-data `key` of image `image_id`.
+pub fn path(images_dir: &Path, image_id: &str, key: &str) -> PathBuf {
+    images_dir.join(image_id).join(file_name(key))
+}
+
+fn read(images_dir: &Path, image_id: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let path = path(images_dir, image_id, key);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// The image's manifest, `None` when the image has none stored.
+pub fn manifest(images_dir: &Path, image_id: &str) -> Result<Option<Manifest>> {
+    let Some(bytes) = read(images_dir, image_id, "manifest")? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::BadMetadata {
+            path: path(images_dir, image_id, "manifest"),
+            reason: e.to_string(),
+        })
+}
+
+/// The image's config: the manifest's `config.digest` blob, else the key `sha256:<image id>`.
+pub fn config(
+    images_dir: &Path,
+    image_id: &str,
+    manifest: Option<&Manifest>,
+) -> Result<Option<ImageConfig>> {
+    let key = manifest
+        .and_then(|m| m.config.as_ref())
+        .map(|c| c.digest.clone())
+        .unwrap_or_else(|| format!("sha256:{image_id}"));
+    let Some(bytes) = read(images_dir, image_id, &key)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::BadMetadata {
+            path: path(images_dir, image_id, &key),
+            reason: e.to_string(),
+        })
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as Go's `base64.StdEncoding`.
+pub fn base64_std(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_std(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn big_data_names_like_containers_storage() {
+        assert_eq!(file_name("manifest"), "manifest");
+        // Seen in a real store: key "sha256:eafe...f415".
+        assert_eq!(
+            file_name("sha256:eafe4db5a2e58a1ba8a07cd7382e1745947ac2b552e58327c86cb6b866d1f415"),
+            "=c2hhMjU2OmVhZmU0ZGI1YTJlNThhMWJhOGEwN2NkNzM4MmUxNzQ1OTQ3YWMyYjU1MmU1ODMyN2M4NmNiNmI4NjZkMWY0MTU="
+        );
+    }
+}
