@@ -6,7 +6,19 @@
 //! stack it serves can be replaced while mounted ([`StackHandle`]).
 
 pub mod config;
+mod copyup;
+mod core;
+mod fs;
+mod idmap;
+mod inode;
+mod layer;
+mod lookup;
 mod mount;
+mod ops;
+mod readdir;
+mod sys;
+mod whiteout;
+mod xattr;
 
 pub use config::{IdRange, OverlayConfig, StackSpec, XattrPermissions};
 pub use mount::{validate, Error, Mount, StackHandle};

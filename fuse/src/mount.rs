@@ -3,9 +3,19 @@
 //! Two phases on purpose: a daemonizing caller forks, mounts in the child with
 //! [`Mount::new`], tells the parent the mount is live, then calls [`Mount::serve`].
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fuser::{Config, INodeNo, MountOption, Session, SessionACL};
+use tracing::{debug, info, warn};
 
 use crate::config::{OverlayConfig, StackSpec};
+use crate::core::Overlay;
+use crate::fs::Fs;
+use crate::inode::ROOT_ID;
+use crate::layer::Stack;
 
 /// Why a mount could not be set up or served.
 #[derive(Debug, thiserror::Error)]
@@ -24,46 +34,217 @@ pub enum Error {
     },
 }
 
+fn check_dir(path: &Path) -> Result<std::fs::Metadata, Error> {
+    let md = std::fs::metadata(path).map_err(|e| Error::BadLayer {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !md.is_dir() {
+        return Err(Error::BadLayer {
+            path: path.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    Ok(md)
+}
+
+fn validate_stack(stack: &StackSpec) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    if stack.lowers.is_empty() && stack.upper.is_none() {
+        return Err(Error::Config("no lower layers given".into()));
+    }
+    for l in &stack.lowers {
+        check_dir(l)?;
+    }
+    match (&stack.upper, &stack.work) {
+        (Some(u), Some(w)) => {
+            let um = check_dir(u)?;
+            let wm = check_dir(w)?;
+            if um.dev() != wm.dev() {
+                return Err(Error::Config(format!(
+                    "workdir {} and upperdir {} must be on the same filesystem",
+                    w.display(),
+                    u.display()
+                )));
+            }
+            if um.ino() == wm.ino() {
+                return Err(Error::Config(
+                    "workdir and upperdir must be different directories".into(),
+                ));
+            }
+        }
+        (Some(_), None) => {
+            return Err(Error::Config("upperdir given without workdir".into()));
+        }
+        (None, _) => {}
+    }
+    Ok(())
+}
+
 /// Checks the config before anything is mounted: layers exist and are directories.
 pub fn validate(config: &OverlayConfig) -> Result<(), Error> {
-    let _ = config;
-    Err(Error::Config("not implemented yet".into()))
+    validate_stack(&config.stack)
 }
 
 /// A live FUSE mount that is not serving requests yet.
 #[derive(Debug)]
 pub struct Mount {
-    _private: (),
+    session: Session<Fs>,
+    overlay: Arc<Overlay>,
+    generation: Arc<AtomicU64>,
+    mountpoint: PathBuf,
 }
 
 /// Replaces the stack a live mount serves (from any thread).
 #[derive(Debug, Clone)]
 pub struct StackHandle {
-    _private: (),
+    overlay: Arc<Overlay>,
+    generation: Arc<AtomicU64>,
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+fn mount_options(config: &OverlayConfig) -> Vec<MountOption> {
+    let mut o = vec![
+        MountOption::FSName(config.fs_name.clone()),
+        MountOption::Subtype("rebasefs".into()),
+    ];
+    if config.default_permissions {
+        o.push(MountOption::DefaultPermissions);
+    }
+    o.push(if config.read_only() {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
+    if config.noatime {
+        o.push(MountOption::NoAtime);
+    }
+    if config.nodev {
+        o.push(MountOption::NoDev);
+    }
+    if config.nosuid {
+        o.push(MountOption::NoSuid);
+    }
+    if config.noexec {
+        o.push(MountOption::NoExec);
+    }
+    if let Some(ctx) = &config.context {
+        if selinux_enabled() {
+            o.push(MountOption::CUSTOM(format!("context=\"{ctx}\"")));
+        }
+    }
+    o
 }
 
 impl Mount {
     /// Validates `config` and mounts it at `mountpoint`; the mount is live on return.
     pub fn new(config: OverlayConfig, mountpoint: &Path) -> Result<Mount, Error> {
-        let _ = (config, mountpoint);
-        Err(Error::Config("not implemented yet".into()))
+        validate(&config)?;
+        let md = std::fs::metadata(mountpoint).map_err(|e| Error::BadMountpoint {
+            path: mountpoint.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if !md.is_dir() {
+            return Err(Error::BadMountpoint {
+                path: mountpoint.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        let stack = Stack::open(&config.stack, 1).map_err(|e| Error::Io {
+            context: "opening layers".into(),
+            source: e,
+        })?;
+        let threads = if config.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 16)
+        } else {
+            config.threads
+        };
+        let mut fuse_config = Config::default();
+        fuse_config.mount_options = mount_options(&config);
+        fuse_config.acl = if config.allow_other {
+            SessionACL::All
+        } else {
+            SessionACL::Owner
+        };
+        fuse_config.n_threads = Some(threads);
+        fuse_config.clone_fd = true;
+        let overlay = Arc::new(Overlay::new(config, stack).map_err(|e| Error::Io {
+            context: "reading layer roots".into(),
+            source: e,
+        })?);
+        let fs = Fs {
+            ov: overlay.clone(),
+        };
+        let session = Session::new(fs, mountpoint, &fuse_config).map_err(|e| Error::Io {
+            context: format!("mounting {}", mountpoint.display()),
+            source: e,
+        })?;
+        let _ = overlay.notifier.set(session.notifier());
+        info!("mounted {}", mountpoint.display());
+        Ok(Mount {
+            session,
+            overlay,
+            generation: Arc::new(AtomicU64::new(1)),
+            mountpoint: mountpoint.to_path_buf(),
+        })
     }
 
     /// A handle that can swap the served stack while [`Mount::serve`] runs.
     pub fn stack_handle(&self) -> StackHandle {
-        StackHandle { _private: () }
+        StackHandle {
+            overlay: self.overlay.clone(),
+            generation: self.generation.clone(),
+        }
     }
 
     /// Serves requests until the filesystem is unmounted.
     pub fn serve(self) -> Result<(), Error> {
-        Err(Error::Config("not implemented yet".into()))
+        let mp = self.mountpoint.clone();
+        let r = self.session.run();
+        info!("{} unmounted, exiting", mp.display());
+        r.map_err(|e| Error::Io {
+            context: format!("serving {}", mp.display()),
+            source: e,
+        })
     }
 }
 
 impl StackHandle {
     /// Serves `stack` from now on and drops the kernel's cached entries and attributes.
     pub fn replace(&self, stack: StackSpec) -> Result<(), Error> {
-        let _ = stack;
-        Err(Error::Config("not implemented yet".into()))
+        validate_stack(&stack)?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let opened = Stack::open(&stack, generation).map_err(|e| Error::Io {
+            context: "opening layers".into(),
+            source: e,
+        })?;
+        self.overlay.set_stack(opened);
+        let Some(notifier) = self.overlay.notifier.get() else {
+            return Ok(());
+        };
+        let nodes = self.overlay.known_nodes();
+        // Entries first (children before the inode data), then every inode's attrs/data.
+        for n in &nodes {
+            if n.id == ROOT_ID {
+                continue;
+            }
+            let (parent, name) = n.parent_and_name();
+            if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
+                debug!("inval_entry {parent}/{name:?}: {e}");
+            }
+        }
+        for n in &nodes {
+            if let Err(e) = notifier.inval_inode(INodeNo(n.id), 0, 0) {
+                warn!("inval_inode {}: {e}", n.id);
+            }
+        }
+        info!("stack replaced (generation {generation}, {} nodes invalidated)", nodes.len());
+        Ok(())
     }
 }

@@ -1,0 +1,288 @@
+//! The overlay state shared by all request threads: the current stack, the node table,
+//! open handles, and node resolution (re-done lazily when the stack generation changes).
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use fuser::{Errno, FileAttr, Notifier};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::OverlayConfig;
+use crate::idmap::{self, IdMapper};
+use crate::inode::{BackingFile, Node, NodeTable, ROOT_ID};
+use crate::layer::Stack;
+use crate::lookup::{self, Resolved};
+use crate::readdir::MergedEntry;
+use crate::sys;
+
+pub type Res<T> = Result<T, Errno>;
+
+pub fn errno(e: std::io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(n) if n > 0 => Errno::from_i32(n),
+        _ => Errno::EIO,
+    }
+}
+
+pub const NAME_MAX: usize = 255;
+
+/// An open file or directory.
+#[derive(Debug)]
+pub enum Handle {
+    File {
+        fd: OwnedFd,
+        /// Keeps the passthrough registration alive while the file is open.
+        backing: Option<Arc<BackingFile>>,
+    },
+    Dir {
+        node: u64,
+        entries: Mutex<Option<Arc<Vec<DirItem>>>>,
+    },
+}
+
+/// One readdir item with the node id it will have when looked up.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    pub name: OsString,
+    pub ino: u64,
+    pub kind: fuser::FileType,
+}
+
+#[derive(Debug)]
+pub struct Overlay {
+    pub config: OverlayConfig,
+    pub ids: IdMapper,
+    stack: RwLock<Arc<Stack>>,
+    pub nodes: NodeTable,
+    handles: Vec<RwLock<HashMap<u64, Arc<Handle>>>>,
+    next_fh: AtomicU64,
+    /// Serialises every change to the merged namespace and copy-ups.
+    pub tree: Mutex<()>,
+    pub passthrough: AtomicBool,
+    pub notifier: OnceLock<Notifier>,
+    tmp_counter: AtomicU64,
+}
+
+const HANDLE_SHARDS: usize = 16;
+
+impl Overlay {
+    pub fn new(config: OverlayConfig, stack: Stack) -> std::io::Result<Overlay> {
+        let root = lookup::resolve_root(&stack)?;
+        let ov = Overlay {
+            ids: IdMapper::new(&config),
+            config,
+            nodes: NodeTable::new(),
+            handles: (0..HANDLE_SHARDS)
+                .map(|_| RwLock::new(HashMap::new()))
+                .collect(),
+            next_fh: AtomicU64::new(1),
+            tree: Mutex::new(()),
+            passthrough: AtomicBool::new(false),
+            notifier: OnceLock::new(),
+            tmp_counter: AtomicU64::new(0),
+            stack: RwLock::new(Arc::new(stack)),
+        };
+        let stack = ov.stack();
+        let identity = root.identity(&stack);
+        ov.nodes.insert_root(identity, Arc::new(root));
+        Ok(ov)
+    }
+
+    pub fn stack(&self) -> Arc<Stack> {
+        self.stack.read().clone()
+    }
+
+    /// Swaps in a new stack; cached resolutions go stale by generation.
+    pub fn set_stack(&self, stack: Stack) {
+        let _t = self.tree.lock();
+        *self.stack.write() = Arc::new(stack);
+    }
+
+    pub fn node(&self, id: u64) -> Res<Arc<Node>> {
+        self.nodes.get(id).ok_or(Errno::ENOENT)
+    }
+
+    /// The node's current resolution, recomputed through its parent when stale.
+    pub fn resolve(&self, node: &Node) -> Res<Arc<Resolved>> {
+        let stack = self.stack();
+        self.resolve_in(&stack, node, 0)
+    }
+
+    fn resolve_in(&self, stack: &Stack, node: &Node, depth: usize) -> Res<Arc<Resolved>> {
+        let (parent, name) = {
+            let s = node.state.lock();
+            if let Some(r) = &s.res {
+                if r.generation == stack.generation {
+                    return Ok(r.clone());
+                }
+            }
+            if s.unlinked {
+                return Err(Errno::ENOENT);
+            }
+            (s.parent, s.name.clone())
+        };
+        if depth > 4096 {
+            return Err(Errno::ELOOP);
+        }
+        let res = if node.id == ROOT_ID {
+            lookup::resolve_root(stack).map_err(errno)?
+        } else {
+            let p = self.node(parent)?;
+            let pres = self.resolve_in(stack, &p, depth + 1)?;
+            match lookup::lookup_child(stack, &pres, &name).map_err(errno)? {
+                Some(r) => r,
+                None => return Err(Errno::ENOENT),
+            }
+        };
+        let res = Arc::new(res);
+        node.state.lock().res = Some(res.clone());
+        Ok(res)
+    }
+
+    /// Drops a node's cached resolution (after the layers under it changed).
+    pub fn invalidate(&self, node: &Node) {
+        node.state.lock().res = None;
+    }
+
+    /// Forces a fresh resolution of `node` from its parent.
+    pub fn refresh(&self, node: &Node) -> Res<Arc<Resolved>> {
+        self.invalidate(node);
+        self.resolve(node)
+    }
+
+    /// Attributes of a node from a fresh stat of its top layer entry.
+    pub fn attr(&self, node: &Node, res: &Resolved) -> Res<FileAttr> {
+        let top = res.top().ok_or(Errno::ENOENT)?;
+        let st = sys::stat_fd(top.fd()).map_err(errno)?;
+        let merged = lookup::is_dir(&st) && res.entries.len() > 1;
+        let mut a = idmap::file_attr(node.id, &st, merged, &self.ids);
+        let unlinked = node.state.lock().unlinked;
+        if unlinked && !lookup::is_dir(&st) {
+            a.nlink = 0;
+        }
+        self.apply_override(top.fd(), &mut a);
+        Ok(a)
+    }
+
+    /// Looks `name` up under `parent`, registering the node (one kernel lookup).
+    pub fn lookup(&self, parent: &Node, name: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if crate::whiteout::is_aufs_name(name) {
+            return Err(Errno::ENOENT);
+        }
+        let stack = self.stack();
+        let pres = self.resolve_in(&stack, parent, 0)?;
+        if !pres.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let res = lookup::lookup_child(&stack, &pres, name)
+            .map_err(errno)?
+            .ok_or(Errno::ENOENT)?;
+        let identity = res.identity(&stack);
+        let res = Arc::new(res);
+        let node = self
+            .nodes
+            .lookup(identity, parent.id, &name.to_os_string(), res.clone(), true);
+        let attr = match self.attr(&node, &res) {
+            Ok(a) => a,
+            Err(e) => {
+                self.nodes.forget(node.id, 1);
+                return Err(e);
+            }
+        };
+        Ok((node, attr))
+    }
+
+    /// The readdir listing of a directory node with the ids lookups will give.
+    pub fn list_dir(&self, node: &Node) -> Res<Vec<DirItem>> {
+        let stack = self.stack();
+        let res = self.resolve_in(&stack, node, 0)?;
+        let entries = crate::readdir::merged_entries(&stack, &res).map_err(errno)?;
+        let mut items = Vec::with_capacity(entries.len() + 2);
+        let parent = if node.id == ROOT_ID {
+            ROOT_ID
+        } else {
+            node.state.lock().parent
+        };
+        items.push(DirItem {
+            name: ".".into(),
+            ino: node.id,
+            kind: fuser::FileType::Directory,
+        });
+        items.push(DirItem {
+            name: "..".into(),
+            ino: parent,
+            kind: fuser::FileType::Directory,
+        });
+        for e in entries {
+            let ino = self.item_id(&stack, &res, &e);
+            items.push(DirItem {
+                kind: crate::readdir::file_type_of_dtype(e.dtype),
+                name: e.name,
+                ino,
+            });
+        }
+        Ok(items)
+    }
+
+    fn item_id(&self, stack: &Stack, dir: &Resolved, e: &MergedEntry) -> u64 {
+        if e.dtype == libc::DT_DIR && stack.is_upper(e.layer) {
+            // An upper directory may merge with lower ones: resolve it like lookup does.
+            if let Ok(Some(r)) = lookup::lookup_child(stack, dir, &e.name) {
+                return self.nodes.id_for(r.identity(stack));
+            }
+        }
+        self.nodes.id_for((e.dev, e.ino))
+    }
+
+    pub fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles[(fh as usize) % HANDLE_SHARDS]
+            .write()
+            .insert(fh, Arc::new(h));
+        fh
+    }
+
+    pub fn handle(&self, fh: u64) -> Res<Arc<Handle>> {
+        self.handles[(fh as usize) % HANDLE_SHARDS]
+            .read()
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    pub fn remove_handle(&self, fh: u64) -> Option<Arc<Handle>> {
+        self.handles[(fh as usize) % HANDLE_SHARDS]
+            .write()
+            .remove(&fh)
+    }
+
+    /// A fresh name for a temporary entry in the work directory.
+    pub fn tmp_name(&self) -> OsString {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        format!("#rebasefs.{}.{n}", std::process::id()).into()
+    }
+
+    pub fn work(&self, stack: &Stack) -> Res<Arc<OwnedFd>> {
+        stack.work.clone().ok_or(Errno::EROFS)
+    }
+
+    /// Every node the kernel knows, for cache invalidation after a stack swap.
+    pub fn known_nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.all()
+    }
+
+    pub fn root_fd_for_statfs(&self) -> Option<Arc<OwnedFd>> {
+        let stack = self.stack();
+        stack.layers.first().map(|l| l.root.clone())
+    }
+
+    pub fn stat_of(&self, fd: &OwnedFd) -> Res<sys::Stat> {
+        sys::stat_fd(fd.as_fd()).map_err(errno)
+    }
+}

@@ -1,0 +1,258 @@
+//! The node table: FUSE node ids, their lookup counts and cached resolutions.
+//!
+//! fuser sends `attr.ino` as the FUSE node id, so a node id *is* the `st_ino` users see.
+//! It is derived from the underlying (dev, ino): the plain inode number on the first
+//! device seen, with the device's index in the top bits for others (like overlay xino).
+//! Copied-up files keep their origin's number through an upper→origin map that lives
+//! as long as the mount. Collisions (a reused upper inode number while the old node is
+//! still known) fall back to numbers allocated from a reserved range.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::lookup::Resolved;
+
+pub const ROOT_ID: u64 = 1;
+const SHARDS: usize = 32;
+const ALLOC_BASE: u64 = 1 << 62;
+
+/// Where a node was last seen in the merged tree, and what it resolved to.
+#[derive(Debug)]
+pub struct NodeState {
+    pub parent: u64,
+    pub name: OsString,
+    pub res: Option<Arc<Resolved>>,
+    /// Removed from the tree while the kernel still holds it.
+    pub unlinked: bool,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub id: u64,
+    pub identity: (u64, u64),
+    lookups: AtomicU64,
+    pub state: Mutex<NodeState>,
+    /// Serialises copy-up and passthrough backing setup of this node.
+    pub io: Mutex<NodeIo>,
+}
+
+/// Per-node open-file bookkeeping (passthrough backing ids must be shared per inode).
+#[derive(Debug, Default)]
+pub struct NodeIo {
+    pub backing: Option<std::sync::Weak<BackingFile>>,
+}
+
+/// A passthrough backing registration and the (dev, ino) of the file it refers to.
+#[derive(Debug)]
+pub struct BackingFile {
+    pub id: fuser::BackingId,
+    pub file: (u64, u64),
+}
+
+impl Node {
+    pub fn parent_and_name(&self) -> (u64, OsString) {
+        let s = self.state.lock();
+        (s.parent, s.name.clone())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct NodeTable {
+    shards: Vec<RwLock<HashMap<u64, Arc<Node>>>>,
+    aliases: Mutex<HashMap<(u64, u64), u64>>,
+    devs: Mutex<Vec<u64>>,
+    origins: RwLock<HashMap<(u64, u64), (u64, u64)>>,
+    next_alloc: AtomicU64,
+}
+
+impl NodeTable {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            aliases: Mutex::new(HashMap::new()),
+            devs: Mutex::new(Vec::new()),
+            origins: RwLock::new(HashMap::new()),
+            next_alloc: AtomicU64::new(ALLOC_BASE),
+        }
+    }
+
+    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Arc<Node>>> {
+        let i = (id as usize ^ (id >> 32) as usize) % SHARDS;
+        // SHARDS entries always exist; `i < SHARDS`.
+        &self.shards[i]
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Node>> {
+        self.shard(id).read().get(&id).cloned()
+    }
+
+    /// Records that the upper file `upper` is a copy-up of `origin`.
+    pub fn add_origin(&self, upper: (u64, u64), origin: (u64, u64)) {
+        if upper != origin {
+            self.origins.write().insert(upper, origin);
+        }
+    }
+
+    /// The identity a resolved entry is known by (its origin when copied up).
+    pub fn canonical(&self, identity: (u64, u64)) -> (u64, u64) {
+        self.origins
+            .read()
+            .get(&identity)
+            .copied()
+            .unwrap_or(identity)
+    }
+
+    fn natural_id(&self, (dev, ino): (u64, u64)) -> u64 {
+        let idx = {
+            let mut devs = self.devs.lock();
+            match devs.iter().position(|d| *d == dev) {
+                Some(i) => i as u64,
+                None => {
+                    devs.push(dev);
+                    (devs.len() - 1) as u64
+                }
+            }
+        };
+        let id = if idx == 0 {
+            ino
+        } else if ino < (1 << 56) && idx < 64 {
+            ino | (idx << 56)
+        } else {
+            0
+        };
+        if id == 0 || id == ROOT_ID || id >= ALLOC_BASE {
+            0
+        } else {
+            id
+        }
+    }
+
+    fn alloc(&self, identity: (u64, u64)) -> u64 {
+        let id = self.next_alloc.fetch_add(1, Ordering::Relaxed);
+        self.aliases.lock().insert(identity, id);
+        id
+    }
+
+    /// The id `identity` would get (without registering a lookup).
+    pub fn id_for(&self, identity: (u64, u64)) -> u64 {
+        let identity = self.canonical(identity);
+        if let Some(id) = self.aliases.lock().get(&identity) {
+            return *id;
+        }
+        match self.natural_id(identity) {
+            0 => self.alloc(identity),
+            id => {
+                // Collides with a live node of another identity: allocate.
+                match self.get(id) {
+                    Some(n) if n.identity != identity => self.alloc(identity),
+                    _ => id,
+                }
+            }
+        }
+    }
+
+    /// Installs the root node (never forgotten).
+    pub fn insert_root(&self, identity: (u64, u64), res: Arc<Resolved>) {
+        let node = Arc::new(Node {
+            id: ROOT_ID,
+            identity,
+            lookups: AtomicU64::new(1),
+            state: Mutex::new(NodeState {
+                parent: ROOT_ID,
+                name: OsString::new(),
+                res: Some(res),
+                unlinked: false,
+            }),
+            io: Mutex::new(NodeIo::default()),
+        });
+        self.shard(ROOT_ID).write().insert(ROOT_ID, node);
+    }
+
+    /// Finds or creates the node for a resolved name and counts one kernel lookup
+    /// (`count_lookup` false for `.`/`..` in readdirplus).
+    pub fn lookup(
+        &self,
+        identity: (u64, u64),
+        parent: u64,
+        name: &OsString,
+        res: Arc<Resolved>,
+        count_lookup: bool,
+    ) -> Arc<Node> {
+        let identity = self.canonical(identity);
+        let mut id = self.id_for(identity);
+        loop {
+            let mut shard = self.shard(id).write();
+            match shard.get(&id) {
+                Some(n) if n.identity == identity => {
+                    let n = n.clone();
+                    drop(shard);
+                    if count_lookup {
+                        n.lookups.fetch_add(1, Ordering::AcqRel);
+                    }
+                    if n.id != ROOT_ID {
+                        let mut s = n.state.lock();
+                        s.parent = parent;
+                        s.name = name.clone();
+                        s.res = Some(res);
+                        s.unlinked = false;
+                    }
+                    return n;
+                }
+                Some(_) => {
+                    drop(shard);
+                    id = self.alloc(identity);
+                    continue;
+                }
+                None => {
+                    let n = Arc::new(Node {
+                        id,
+                        identity,
+                        lookups: AtomicU64::new(u64::from(count_lookup)),
+                        state: Mutex::new(NodeState {
+                            parent,
+                            name: name.clone(),
+                            res: Some(res),
+                            unlinked: false,
+                        }),
+                        io: Mutex::new(NodeIo::default()),
+                    });
+                    shard.insert(id, n.clone());
+                    return n;
+                }
+            }
+        }
+    }
+
+    /// Drops `n` kernel lookups of node `id`; removes it when none remain.
+    pub fn forget(&self, id: u64, n: u64) {
+        if id == ROOT_ID {
+            return;
+        }
+        let mut shard = self.shard(id).write();
+        let remove = match shard.get(&id) {
+            Some(node) => {
+                let prev = node.lookups.load(Ordering::Acquire);
+                let left = prev.saturating_sub(n);
+                node.lookups.store(left, Ordering::Release);
+                left == 0
+            }
+            None => false,
+        };
+        if remove {
+            shard.remove(&id);
+        }
+    }
+
+    /// Every node currently known to the kernel.
+    pub fn all(&self) -> Vec<Arc<Node>> {
+        let mut v = Vec::new();
+        for s in &self.shards {
+            v.extend(s.read().values().cloned());
+        }
+        v
+    }
+}

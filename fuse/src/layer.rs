@@ -1,0 +1,86 @@
+//! The layer stack being served: layer roots held open as `O_PATH` directory fds.
+//!
+//! Layer index 0 is the upper layer when there is one; lower layers follow top first.
+//! A stack carries a generation number so cached per-node resolutions can tell when
+//! the stack has been replaced.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::StackSpec;
+use crate::sys;
+
+/// One layer root.
+#[derive(Debug)]
+pub struct Layer {
+    pub path: PathBuf,
+    pub root: Arc<OwnedFd>,
+    pub dev: u64,
+}
+
+/// An opened stack.
+#[derive(Debug)]
+pub struct Stack {
+    pub generation: u64,
+    /// Upper first (if any), then lowers top first.
+    pub layers: Vec<Layer>,
+    pub has_upper: bool,
+    pub work: Option<Arc<OwnedFd>>,
+}
+
+fn open_layer(path: &PathBuf) -> io::Result<Layer> {
+    let root = sys::open_root(path)?;
+    let st = sys::stat_fd(root.as_fd())?;
+    Ok(Layer {
+        path: path.clone(),
+        root: Arc::new(root),
+        dev: st.st_dev,
+    })
+}
+
+impl Stack {
+    pub fn open(spec: &StackSpec, generation: u64) -> io::Result<Stack> {
+        let mut layers = Vec::new();
+        let mut has_upper = false;
+        if let Some(u) = &spec.upper {
+            layers.push(open_layer(u).map_err(|e| ctx(e, u))?);
+            has_upper = true;
+        }
+        for l in &spec.lowers {
+            layers.push(open_layer(l).map_err(|e| ctx(e, l))?);
+        }
+        let work = match (&spec.work, has_upper) {
+            (Some(w), true) => Some(Arc::new(sys::open_root(w).map_err(|e| ctx(e, w))?)),
+            _ => None,
+        };
+        Ok(Stack {
+            generation,
+            layers,
+            has_upper,
+            work,
+        })
+    }
+
+    pub fn is_upper(&self, layer: usize) -> bool {
+        self.has_upper && layer == 0
+    }
+
+    pub fn upper_root(&self) -> Option<BorrowedFd<'_>> {
+        if self.has_upper {
+            self.layers.first().map(|l| l.root.as_fd())
+        } else {
+            None
+        }
+    }
+
+    /// Index of the first lower layer.
+    pub fn first_lower(&self) -> usize {
+        usize::from(self.has_upper)
+    }
+}
+
+fn ctx(e: io::Error, p: &std::path::Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+}

@@ -1,0 +1,306 @@
+//! Resolving a name through the layers: which layer entries make up one merged file.
+//!
+//! A child lookup is one `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)` per layer directory
+//! of the parent, top down, stopping at the first whiteout, non-directory or opaque
+//! directory. Directories with a redirect continue in lower layers at the redirect path.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use crate::layer::Stack;
+use crate::sys::{self, Stat};
+use crate::whiteout;
+
+/// One layer's copy of a merged entry.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    pub layer: usize,
+    /// `O_PATH|O_NOFOLLOW` fd of the entry in that layer.
+    pub fd: Arc<OwnedFd>,
+    pub st: Stat,
+}
+
+impl LayerEntry {
+    pub fn is_dir(&self) -> bool {
+        is_dir(&self.st)
+    }
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+pub fn is_dir(st: &Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFDIR
+}
+
+/// The layer entries one merged name stands for, top first. For a directory, every
+/// layer directory that is merged into it; otherwise just the topmost entry.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub generation: u64,
+    pub entries: Vec<LayerEntry>,
+    /// The top (upper) directory is opaque.
+    pub opaque: bool,
+}
+
+impl Resolved {
+    pub fn top(&self) -> Option<&LayerEntry> {
+        self.entries.first()
+    }
+    pub fn is_dir(&self) -> bool {
+        self.top().is_some_and(|e| e.is_dir())
+    }
+    /// The upper layer's entry, if the name exists there.
+    pub fn upper(&self, stack: &Stack) -> Option<&LayerEntry> {
+        self.top().filter(|e| stack.is_upper(e.layer))
+    }
+    /// True when some lower layer contributes to this entry.
+    pub fn has_lower(&self, stack: &Stack) -> bool {
+        self.entries.iter().any(|e| !stack.is_upper(e.layer))
+    }
+    /// The (dev, ino) naming this merged file: a merged directory is named by its
+    /// topmost lower directory (as the kernel reports it), anything else by its top.
+    pub fn identity(&self, stack: &Stack) -> (u64, u64) {
+        let pick = if self.is_dir() {
+            self.entries
+                .iter()
+                .find(|e| !stack.is_upper(e.layer))
+                .or(self.top())
+        } else {
+            self.top()
+        };
+        pick.map(|e| (e.st.st_dev, e.st.st_ino)).unwrap_or((0, 0))
+    }
+}
+
+fn not_found(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENAMETOOLONG)
+    )
+}
+
+/// The root: every layer root merged (opaque markers on layer roots are ignored).
+pub fn resolve_root(stack: &Stack) -> io::Result<Resolved> {
+    let mut entries = Vec::with_capacity(stack.layers.len());
+    for (i, l) in stack.layers.iter().enumerate() {
+        let st = sys::stat_fd(l.root.as_fd())?;
+        entries.push(LayerEntry {
+            layer: i,
+            fd: l.root.clone(),
+            st,
+        });
+    }
+    Ok(Resolved {
+        generation: stack.generation,
+        entries,
+        opaque: false,
+    })
+}
+
+/// Where to look for the name in the layers below a redirecting directory.
+enum Redirect {
+    Absolute(Vec<Vec<u8>>),
+    Relative(Vec<u8>),
+}
+
+fn parse_redirect(v: &[u8]) -> Option<Redirect> {
+    if let Some(rest) = v.strip_prefix(b"/") {
+        let comps: Vec<Vec<u8>> = rest
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.to_vec())
+            .collect();
+        if comps.is_empty() || comps.iter().any(|c| c == b".." || c == b".") {
+            return None;
+        }
+        Some(Redirect::Absolute(comps))
+    } else {
+        if v.contains(&b'/') || v == b".." || v == b"." || v.is_empty() {
+            return None;
+        }
+        Some(Redirect::Relative(v.to_vec()))
+    }
+}
+
+/// Walks `comps` (all but the last) from a layer root without following symlinks;
+/// returns the containing directory fd, or None when the path is not there.
+fn walk_dirs(root: &Arc<OwnedFd>, comps: &[Vec<u8>]) -> io::Result<Option<Arc<OwnedFd>>> {
+    let mut cur = root.clone();
+    for c in comps {
+        let name = OsStr::from_bytes(c);
+        let st = match sys::stat_at(cur.as_fd(), name) {
+            Ok(st) => st,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !is_dir(&st) {
+            return Ok(None);
+        }
+        cur = Arc::new(sys::open_path_at(cur.as_fd(), name)?);
+    }
+    Ok(Some(cur))
+}
+
+/// Outcome of looking at one candidate position.
+enum Step {
+    Continue,
+    Stop,
+}
+
+struct Builder<'a> {
+    stack: &'a Stack,
+    entries: Vec<LayerEntry>,
+    opaque: bool,
+    redirect: Option<(usize, Redirect)>,
+}
+
+impl Builder<'_> {
+    fn visit(&mut self, layer: usize, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Step> {
+        let st = match sys::stat_at(dir, name) {
+            Ok(st) => st,
+            Err(e) if not_found(&e) => {
+                if whiteout::has_aufs_whiteout(dir, name)? {
+                    return Ok(Step::Stop);
+                }
+                return Ok(Step::Continue);
+            }
+            Err(e) => return Err(e),
+        };
+        if whiteout::is_whiteout(&st) {
+            return Ok(Step::Stop);
+        }
+        if !self.entries.is_empty() && !is_dir(&st) {
+            // A non-directory below a directory ends the merge.
+            return Ok(Step::Stop);
+        }
+        let fd = match sys::open_path_at(dir, name) {
+            Ok(fd) => fd,
+            Err(e) if not_found(&e) => return Ok(Step::Continue),
+            Err(e) => return Err(e),
+        };
+        let st = sys::stat_fd(fd.as_fd())?;
+        let dir_entry = is_dir(&st);
+        let mut stop = !dir_entry;
+        if dir_entry {
+            let marks = whiteout::dir_marks(fd.as_fd())?;
+            if marks.opaque {
+                if self.entries.is_empty() {
+                    self.opaque = true;
+                }
+                stop = true;
+            } else if let Some(r) = marks.redirect.as_deref().and_then(parse_redirect) {
+                self.redirect = Some((layer, r));
+            }
+        }
+        self.entries.push(LayerEntry {
+            layer,
+            fd: Arc::new(fd),
+            st,
+        });
+        Ok(if stop { Step::Stop } else { Step::Continue })
+    }
+}
+
+/// Looks `name` up under the merged directory `parent`. `Ok(None)`: no such entry.
+pub fn lookup_child(stack: &Stack, parent: &Resolved, name: &OsStr) -> io::Result<Option<Resolved>> {
+    let mut b = Builder {
+        stack,
+        entries: Vec::new(),
+        opaque: false,
+        redirect: None,
+    };
+    let mut idx = 0;
+    while let Some(pe) = parent.entries.get(idx) {
+        idx += 1;
+        if !pe.is_dir() {
+            break;
+        }
+        match b.visit(pe.layer, pe.fd(), name)? {
+            Step::Continue => {}
+            Step::Stop => break,
+        }
+        if b.redirect.is_some() {
+            follow_redirect(&mut b, parent)?;
+            break;
+        }
+    }
+    let _ = b.stack;
+    if b.entries.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Resolved {
+        generation: stack.generation,
+        entries: b.entries,
+        opaque: b.opaque,
+    }))
+}
+
+/// Continues a lookup below a redirecting directory.
+fn follow_redirect(b: &mut Builder<'_>, parent: &Resolved) -> io::Result<()> {
+    let Some((from, redirect)) = b.redirect.take() else {
+        return Ok(());
+    };
+    let nlayers = b.stack.layers.len();
+    for layer in from + 1..nlayers {
+        let step = match &redirect {
+            Redirect::Absolute(comps) => {
+                let Some((last, dirs)) = comps.split_last() else {
+                    return Ok(());
+                };
+                let Some(l) = b.stack.layers.get(layer) else {
+                    return Ok(());
+                };
+                match walk_dirs(&l.root, dirs)? {
+                    Some(dir) => b.visit(layer, dir.as_fd(), OsStr::from_bytes(last))?,
+                    None => Step::Continue,
+                }
+            }
+            Redirect::Relative(n) => match parent.entries.iter().find(|e| e.layer == layer) {
+                Some(pe) if pe.is_dir() => b.visit(layer, pe.fd(), OsStr::from_bytes(n))?,
+                _ => Step::Continue,
+            },
+        };
+        if matches!(step, Step::Stop) {
+            break;
+        }
+        // A redirect found in a lower layer applies from there on.
+        if let Some((_, r)) = b.redirect.take() {
+            return follow_redirect_again(b, parent, layer, r);
+        }
+    }
+    Ok(())
+}
+
+fn follow_redirect_again(
+    b: &mut Builder<'_>,
+    parent: &Resolved,
+    from: usize,
+    r: Redirect,
+) -> io::Result<()> {
+    b.redirect = Some((from, r));
+    follow_redirect(b, parent)
+}
+
+/// Whether some lower layer under `parent` still shows `name` (so removing or renaming
+/// the upper entry must leave a whiteout).
+pub fn lower_has(stack: &Stack, parent: &Resolved, name: &OsStr) -> io::Result<bool> {
+    for pe in &parent.entries {
+        if stack.is_upper(pe.layer) || !pe.is_dir() {
+            continue;
+        }
+        match sys::stat_at(pe.fd(), name) {
+            Ok(st) => return Ok(!whiteout::is_whiteout(&st)),
+            Err(e) if not_found(&e) => {
+                if whiteout::has_aufs_whiteout(pe.fd(), name)? {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}

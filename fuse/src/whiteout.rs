@@ -1,0 +1,140 @@
+//! Whiteouts, opaque directories and redirects, in both on-disk encodings.
+//!
+//! Read: char device 0/0 and `.wh.<name>` files hide a name; `trusted.overlay.opaque`,
+//! `user.overlay.opaque`, `user.fuseoverlayfs.opaque` = "y" and a `.wh..wh..opq` file make
+//! a directory opaque. Write: the kernel overlay encoding (char 0/0, `trusted.overlay.*`),
+//! falling back to the `user.overlay.*` / `.wh.` forms when the upper refuses them.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::sys::{self, Stat};
+
+pub const WH_PREFIX: &[u8] = b".wh.";
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+const OPAQUE_XATTRS: [&str; 3] = [
+    "trusted.overlay.opaque",
+    "user.overlay.opaque",
+    "user.fuseoverlayfs.opaque",
+];
+const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
+
+/// True for a char device 0/0 (kernel overlay whiteout).
+pub fn is_whiteout(st: &Stat) -> bool {
+    (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Names users never see: AUFS whiteouts and their meta files.
+pub fn is_aufs_name(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(WH_PREFIX)
+}
+
+/// `.wh.<name>`.
+pub fn aufs_whiteout_name(name: &OsStr) -> OsString {
+    let mut v = WH_PREFIX.to_vec();
+    v.extend_from_slice(name.as_bytes());
+    std::os::unix::ffi::OsStringExt::from_vec(v)
+}
+
+/// The name an AUFS whiteout hides, if `name` is one (not the meta files `.wh..wh.*`).
+pub fn aufs_hidden_name(name: &OsStr) -> Option<&OsStr> {
+    let b = name.as_bytes();
+    let rest = b.strip_prefix(WH_PREFIX)?;
+    if rest.starts_with(WH_PREFIX) || rest.is_empty() {
+        return None;
+    }
+    Some(OsStr::from_bytes(rest))
+}
+
+/// Whether an AUFS whiteout for `name` exists in `dir`.
+pub fn has_aufs_whiteout(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    exists(dir, &aufs_whiteout_name(name))
+}
+
+fn exists(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> {
+    match sys::stat_at(dir, name) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the overlay xattrs of one layer directory say.
+#[derive(Debug, Default, Clone)]
+pub struct DirMarks {
+    pub opaque: bool,
+    pub redirect: Option<Vec<u8>>,
+}
+
+/// Reads opaque/redirect markers of a directory (an `O_PATH` fd).
+pub fn dir_marks(dir: BorrowedFd<'_>) -> io::Result<DirMarks> {
+    let mut marks = DirMarks::default();
+    let names = sys::list_xattr(dir)?;
+    for n in &names {
+        let Some(s) = n.to_str() else { continue };
+        if OPAQUE_XATTRS.contains(&s) {
+            if let Some(v) = sys::get_xattr(dir, n)? {
+                if v == b"y" {
+                    marks.opaque = true;
+                }
+            }
+        } else if REDIRECT_XATTRS.contains(&s) && marks.redirect.is_none() {
+            marks.redirect = sys::get_xattr(dir, n)?.filter(|v| !v.is_empty());
+        }
+    }
+    if !marks.opaque && exists(dir, OsStr::new(OPAQUE_MARKER))? {
+        marks.opaque = true;
+    }
+    Ok(marks)
+}
+
+/// Writes a whiteout for `name` in the upper directory `dir`.
+pub fn create_whiteout(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match sys::mknod_at(dir, name, libc::S_IFCHR, 0) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let fd = sys::openat(
+                dir,
+                &aufs_whiteout_name(name),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL,
+                0o600,
+            )?;
+            drop(fd);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks an upper directory opaque.
+pub fn set_opaque(dir: BorrowedFd<'_>) -> io::Result<()> {
+    match sys::set_xattr(dir, OsStr::new("trusted.overlay.opaque"), b"y", 0) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOTSUP)) => {
+            sys::set_xattr(dir, OsStr::new("user.overlay.opaque"), b"y", 0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Stores a redirect on an upper directory (kernel `redirect_dir=on` format).
+pub fn set_redirect(dir: BorrowedFd<'_>, target: &[u8]) -> io::Result<()> {
+    match sys::set_xattr(dir, OsStr::new("trusted.overlay.redirect"), target, 0) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOTSUP)) => {
+            sys::set_xattr(dir, OsStr::new("user.overlay.redirect"), target, 0)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Overlay-private xattrs never shown to (nor settable by) users.
+pub fn is_private_xattr(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b"trusted.overlay.")
+        || b.starts_with(b"user.overlay.")
+        || b.starts_with(b"user.fuseoverlayfs.")
+}

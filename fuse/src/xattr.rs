@@ -1,0 +1,100 @@
+//! Extended attributes as users see them: overlay-private names hidden, and the
+//! `xattr_permissions=` stat override (`uid:gid:mode[:type]` stored in an xattr).
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use fuser::{Errno, FileAttr};
+
+use crate::config::XattrPermissions;
+use crate::core::{errno, Overlay, Res};
+use crate::sys;
+use crate::whiteout::is_private_xattr;
+
+fn override_name(p: XattrPermissions) -> Option<&'static str> {
+    match p {
+        XattrPermissions::Passthrough => None,
+        XattrPermissions::Security => Some("security.fuseoverlayfs.override_stat"),
+        XattrPermissions::ContainersUser => Some("user.containers.override_stat"),
+    }
+}
+
+/// Parses `uid:gid:octal-mode[:type]`.
+fn parse_override(v: &[u8]) -> Option<(u32, u32, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let mut it = s.trim_end_matches('\0').split(':');
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(it.next()?, 8).ok()?;
+    Some((uid, gid, mode))
+}
+
+impl Overlay {
+    /// Applies the stat override xattr, when that mode is configured and it is present.
+    pub fn apply_override(&self, fd: BorrowedFd<'_>, a: &mut FileAttr) {
+        let Some(name) = override_name(self.config.xattr_permissions) else {
+            return;
+        };
+        if let Ok(Some(v)) = sys::get_xattr(fd, OsStr::new(name)) {
+            if let Some((uid, gid, mode)) = parse_override(&v) {
+                a.uid = self.ids.uid_shown(uid);
+                a.gid = self.ids.gid_shown(gid);
+                a.perm = (mode & 0o7777) as u16;
+            }
+        }
+    }
+
+    /// Whether a user-visible xattr name is hidden or refused.
+    pub fn xattr_hidden(&self, name: &OsStr) -> bool {
+        if is_private_xattr(name) {
+            return true;
+        }
+        override_name(self.config.xattr_permissions).is_some_and(|n| name.as_bytes() == n.as_bytes())
+    }
+
+    pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr) -> Res<Vec<u8>> {
+        if is_private_xattr(name) {
+            // What kernel overlayfs answers for its own xattrs.
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if self.xattr_hidden(name) {
+            return Err(Errno::ENODATA);
+        }
+        match sys::get_xattr(fd, name).map_err(errno)? {
+            Some(v) => Ok(v),
+            None => Err(Errno::ENODATA),
+        }
+    }
+
+    /// The NUL-separated name list users see.
+    pub fn list_xattr(&self, fd: BorrowedFd<'_>) -> Res<Vec<u8>> {
+        let names: Vec<OsString> = sys::list_xattr(fd).map_err(errno)?;
+        let mut out = Vec::new();
+        for n in names {
+            if self.xattr_hidden(&n) {
+                continue;
+            }
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+}
+
+/// Copies user-visible xattrs from `src` to `dst` (copy-up). Failures on individual
+/// names (e.g. `security.*` the upper refuses) are logged, not fatal.
+pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Res<()> {
+    let names = sys::list_xattr(src).map_err(errno)?;
+    for n in names {
+        if is_private_xattr(&n) {
+            continue;
+        }
+        if let Some(v) = sys::get_xattr(src, &n).map_err(errno)? {
+            if let Err(e) = sys::set_xattr(dst, &n, &v, 0) {
+                tracing::debug!("copy-up xattr {:?}: {e}", n);
+            }
+        }
+    }
+    Ok(())
+}
