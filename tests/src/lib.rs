@@ -1,2 +1,3 @@
 //! Shared support for the rebasefs test suites.
 pub mod podman;
+pub mod diff;

@@ -1,0 +1,245 @@
+//! Mounting the two sides: kernel overlayfs (the oracle) and a candidate mount program
+//! driven exactly as containers-storage drives one. Guards unmount (and reap the candidate
+//! daemon) on drop, also when a test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::sys;
+
+/// Layer directories of one side.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    /// Lower layers, topmost first.
+    pub lowers: Vec<PathBuf>,
+    /// None = read-only mount.
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+    pub mountpoint: PathBuf,
+}
+
+impl Dirs {
+    fn lowerdir(&self) -> String {
+        self.lowers.iter().map(|p| p.to_string_lossy().replace(':', "\\:")).collect::<Vec<_>>().join(":")
+    }
+}
+
+/// Kernel overlay mount options besides the dirs.
+///
+/// `redirect_dir=on` makes renaming a lower directory work (a redirect xattr in the upper)
+/// as the issue requires; `index=on` keeps hard links one inode after copy-up of one of
+/// their names (without it kernel overlay breaks the link on copy-up); the candidate must do
+/// both. `index=on` needs no NFS export and works on the ext4 /var/tmp used here.
+pub const KERNEL_OPTS: &str = "redirect_dir=on,index=on";
+
+fn is_mounted(mp: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = mp.to_string_lossy().to_string();
+    info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_str()))
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+fn fs_type(mp: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mp.to_string_lossy().to_string();
+    info.lines().rev().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        if fields.get(4).map(|s| unescape_mountinfo(s)).as_deref() != Some(want.as_str()) {
+            return None;
+        }
+        let sep = fields.iter().position(|f| *f == "-")?;
+        fields.get(sep + 1).map(|s| s.to_string())
+    })
+}
+
+fn unmount(mp: &Path) -> Result<()> {
+    if !is_mounted(mp) {
+        return Ok(());
+    }
+    let quiet = |c: &mut Command| c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    let fuse = fs_type(mp).is_some_and(|t| t.starts_with("fuse"));
+    if fuse && quiet(Command::new("fusermount3").arg("-u").arg(mp)).is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    if quiet(Command::new("umount").arg(mp)).is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    if quiet(Command::new("umount").arg("-l").arg(mp)).is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    bail!("could not unmount {}", mp.display())
+}
+
+/// A kernel overlayfs mount.
+#[derive(Debug)]
+pub struct KernelMount {
+    pub dirs: Dirs,
+    mounted: bool,
+}
+
+impl KernelMount {
+    pub fn mount(dirs: &Dirs) -> Result<Self> {
+        let mut opts = format!("lowerdir={}", dirs.lowerdir());
+        if let (Some(u), Some(w)) = (&dirs.upper, &dirs.work) {
+            opts.push_str(&format!(",upperdir={},workdir={},{KERNEL_OPTS}", u.display(), w.display()));
+        }
+        let out = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(&dirs.mountpoint)
+            .output()
+            .context("running mount -t overlay")?;
+        if !out.status.success() {
+            bail!("kernel overlay mount failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(KernelMount { dirs: dirs.clone(), mounted: true })
+    }
+
+    pub fn unmount(&mut self) -> Result<()> {
+        if self.mounted {
+            self.mounted = false;
+            unmount(&self.dirs.mountpoint)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KernelMount {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}
+
+/// The candidate binary: `REBASEFS_BIN`, else `<workspace>/target/{release,debug}/rebasefs`.
+pub fn candidate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("REBASEFS_BIN") {
+        return PathBuf::from(p);
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut dirs = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        dirs.push(PathBuf::from(t));
+    }
+    dirs.push(ws.join("target"));
+    for d in &dirs {
+        for profile in ["release", "debug"] {
+            let p = d.join(profile).join("rebasefs");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    ws.join("target/release/rebasefs")
+}
+
+/// Processes whose command line names `mountpoint` (the daemonized mount program).
+fn daemons_for(mountpoint: &Path) -> Vec<i32> {
+    let want = mountpoint.as_os_str().as_encoded_bytes().to_vec();
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|arg| arg == want.as_slice()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie has exited; its parent (not us after daemonizing) reaps it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A candidate mount-program mount.
+#[derive(Debug)]
+pub struct CandidateMount {
+    pub dirs: Dirs,
+    pub daemons: Vec<i32>,
+    mounted: bool,
+}
+
+impl CandidateMount {
+    /// Runs `BIN -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT` and waits for it to exit
+    /// 0 with the mount live, as containers-storage does.
+    pub fn mount(bin: &Path, dirs: &Dirs) -> Result<Self> {
+        let mut opts = format!("lowerdir={}", dirs.lowerdir());
+        if let (Some(u), Some(w)) = (&dirs.upper, &dirs.work) {
+            opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+        }
+        // stderr goes to a file: a daemon that keeps it open must not block us.
+        let log = dirs.mountpoint.with_extension("stderr");
+        let mut child = Command::new(bin)
+            .arg("-o")
+            .arg(&opts)
+            .arg(&dirs.mountpoint)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?)
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut g = CandidateMount { dirs: dirs.clone(), daemons: daemons_for(&dirs.mountpoint), mounted: true };
+                let _ = g.unmount();
+                bail!("{} did not exit within 30 s of mounting", bin.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        let mut guard = CandidateMount { dirs: dirs.clone(), daemons: daemons_for(&dirs.mountpoint), mounted: true };
+        if !status.success() {
+            let _ = guard.unmount();
+            bail!("{} exited with {status}: {}", bin.display(), stderr.trim());
+        }
+        if !is_mounted(&dirs.mountpoint) {
+            let _ = guard.unmount();
+            bail!("{} exited 0 but {} is not mounted", bin.display(), dirs.mountpoint.display());
+        }
+        Ok(guard)
+    }
+
+    /// Unmounts and checks that the daemon exits by itself (killing it if not, with an error).
+    pub fn unmount(&mut self) -> Result<()> {
+        if !self.mounted {
+            return Ok(());
+        }
+        self.mounted = false;
+        let r = unmount(&self.dirs.mountpoint);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.daemons.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left: Vec<i32> = self.daemons.iter().copied().filter(|p| alive(*p)).collect();
+        for p in &left {
+            let _ = sys::kill(*p, libc::SIGKILL);
+        }
+        r?;
+        if !left.is_empty() {
+            bail!("mount program daemon(s) {left:?} still running 10 s after unmount (killed)");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CandidateMount {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}

@@ -1,0 +1,204 @@
+//! The seeded random run: a reproducible stream of operations over a small name space (so
+//! they collide), run on both sides with periodic whole-tree checkpoints, and a minimiser
+//! that shrinks a failing prefix to a short reproducer.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::op::{NodeKind, Op, WriteAt};
+use super::rng::Rng;
+use super::session::{Divergence, Session, Setup};
+use super::standard::{RANDOM_NAMES, RANDOM_TOPS};
+
+fn path(rng: &mut Rng) -> String {
+    let top = rng.pick(RANDOM_TOPS).copied().unwrap_or("ra");
+    let name = rng.pick(RANDOM_NAMES).copied().unwrap_or("f0");
+    match rng.below(10) {
+        0 => top.to_string(),
+        1..=5 => format!("{top}/{name}"),
+        _ => {
+            let d = if rng.chance(50) { "d0" } else { "d1" };
+            format!("{top}/{d}/{name}")
+        }
+    }
+}
+
+const MODES: &[u32] = &[0o644, 0o600, 0o755, 0o640, 0o4755, 0o2755, 0o1777, 0o000, 0o444];
+const UMASKS: &[u32] = &[0o022, 0o077, 0o000, 0o027];
+const IDS: &[u32] = &[0, 1000, 1001];
+const XATTRS: &[&str] = &["user.k", "user.m", "trusted.t"];
+
+fn some<'a>(rng: &mut Rng, items: &'a [u32]) -> u32 {
+    rng.pick(items).copied().unwrap_or(0)
+}
+
+/// Generates operation number `i` of the stream (depends only on the RNG state).
+pub fn gen_op(rng: &mut Rng) -> Op {
+    let p = path(rng);
+    let w = rng.below(100);
+    let op = match w {
+        0..=5 => Op::Lstat(p),
+        6..=7 => Op::Stat(p),
+        8..=11 => Op::ReadDir(p),
+        12..=15 => Op::Read(p),
+        16 => Op::ReadLink(p),
+        17 => Op::ListXattr(p),
+        18 => Op::GetXattr(p, XATTRS[rng.below(XATTRS.len())].to_string()),
+        19..=25 => {
+            let mut flags = libc::O_CREAT | if rng.chance(50) { libc::O_WRONLY } else { libc::O_RDWR };
+            if rng.chance(25) {
+                flags |= libc::O_EXCL;
+            }
+            if rng.chance(25) {
+                flags |= libc::O_TRUNC;
+            }
+            Op::Open { path: p, flags, mode: some(rng, MODES), umask: some(rng, UMASKS) }
+        }
+        26..=33 => {
+            let at = match rng.below(3) {
+                0 => WriteAt::Offset(rng.below(6000) as u64),
+                1 => WriteAt::Append,
+                _ => WriteAt::Truncate,
+            };
+            Op::Write { path: p, at, len: rng.below(5000), fill: b'a' + rng.below(26) as u8 }
+        }
+        34..=35 => Op::Truncate(p, rng.below(8000) as u64),
+        36 => Op::Ftruncate(p, rng.below(8000) as u64),
+        37..=39 => Op::Chmod(p, some(rng, MODES)),
+        40..=41 => Op::Chown { path: p, uid: some(rng, IDS), gid: some(rng, IDS), nofollow: rng.chance(50) },
+        42..=43 => {
+            let t = (1_000_000_000 + rng.below(600_000_000) as i64, rng.below(1_000_000_000) as i64);
+            Op::Utimens { path: p, atime: t, mtime: t, nofollow: rng.chance(50) }
+        }
+        44..=49 => Op::Mkdir { path: p, mode: some(rng, &[0o755, 0o700, 0o777, 0o1777, 0o2775]), umask: some(rng, UMASKS) },
+        50 => Op::Mknod { path: p, kind: NodeKind::Fifo, mode: 0o644, umask: some(rng, UMASKS) },
+        51..=52 => {
+            let target = if rng.chance(50) { path(rng) } else { rng.pick(RANDOM_NAMES).copied().unwrap_or("f0").to_string() };
+            Op::Symlink { target, path: p }
+        }
+        53..=56 => Op::Link { old: p, new: path(rng) },
+        57..=63 => Op::Unlink(p),
+        64..=67 => Op::Rmdir(p),
+        68..=77 => {
+            let flags = match rng.below(6) {
+                0 => libc::RENAME_NOREPLACE,
+                1 => libc::RENAME_EXCHANGE,
+                _ => 0,
+            };
+            Op::Rename { old: p, new: path(rng), flags }
+        }
+        78..=82 => {
+            let name = XATTRS[rng.below(XATTRS.len())].to_string();
+            let flags = match rng.below(4) {
+                0 => libc::XATTR_CREATE,
+                1 => libc::XATTR_REPLACE,
+                _ => 0,
+            };
+            Op::SetXattr { path: p, name, value: format!("v{}", rng.below(100)).into_bytes(), flags }
+        }
+        83..=84 => Op::RemoveXattr { path: p, name: XATTRS[rng.below(XATTRS.len())].to_string() },
+        85 => Op::Fsync(p),
+        86 => Op::OpenUnlinkFstat(p),
+        87 => Op::ReadDuringCopyUp { path: p, len: rng.below(3000), fill: b'A' + rng.below(26) as u8 },
+        _ => {
+            // An unprivileged user doing a mutating operation (sticky dirs, suid clearing,
+            // permission checks).
+            let inner = loop {
+                let o = gen_op(rng);
+                if o.mutates() && !matches!(o, Op::AsUser { .. }) {
+                    break o;
+                }
+            };
+            Op::AsUser { uid: 1000, gid: 1000, op: Box::new(inner) }
+        }
+    };
+    op
+}
+
+/// The whole operation stream of a seed.
+pub fn stream(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| gen_op(&mut rng)).collect()
+}
+
+/// Result of a random run.
+pub struct RunReport {
+    pub ops_run: usize,
+    pub divergences: Vec<Divergence>,
+    /// Index (0-based) of the op at or before which the first divergence showed.
+    pub first_failure: Option<usize>,
+}
+
+/// Runs `ops` on a fresh session; checkpoints every `every` ops. Stops at the first
+/// divergence unless `keep_going`.
+pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<RunReport> {
+    let mut s = Session::start(setup.clone())?;
+    let mut first_failure = None;
+    let mut ran = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let _ = s.run(op.clone());
+        ran = i + 1;
+        if every > 0 && (i + 1) % every == 0 {
+            s.checkpoint(&format!("#{}", (i + 1) / every));
+        }
+        if first_failure.is_none() && !s.divergences.is_empty() {
+            first_failure = Some(i);
+            if !keep_going {
+                break;
+            }
+        }
+    }
+    let divergences = s.finish();
+    if first_failure.is_none() && !divergences.is_empty() {
+        first_failure = Some(ops.len().saturating_sub(1));
+    }
+    Ok(RunReport { ops_run: ran, divergences, first_failure })
+}
+
+fn fails(setup: &Setup, ops: &[Op]) -> bool {
+    // A trial only checks op outcomes and one final tree checkpoint (plus upper/remount).
+    run(setup, ops, 0, false).map(|r| !r.divergences.is_empty()).unwrap_or(false)
+}
+
+/// Shrinks a failing sequence (ddmin-style chunk removal) within `budget`; the last op (the
+/// one that showed the divergence) is always kept. Returns the smallest failing sequence
+/// found.
+pub fn minimise(setup: &Setup, ops: &[Op], budget: Duration) -> Vec<Op> {
+    let start = Instant::now();
+    let Some((last, prefix)) = ops.split_last() else { return Vec::new() };
+    let mut cur: Vec<Op> = prefix.to_vec();
+    let with_last = |v: &[Op]| {
+        let mut x = v.to_vec();
+        x.push(last.clone());
+        x
+    };
+    // First try dropping every read-only op at once: they rarely matter.
+    let mutating: Vec<Op> = cur.iter().filter(|o| o.mutates()).cloned().collect();
+    if mutating.len() < cur.len() && fails(setup, &with_last(&mutating)) {
+        cur = mutating;
+    }
+    let mut chunk = cur.len().div_ceil(2).max(1);
+    while !cur.is_empty() && start.elapsed() < budget {
+        let mut i = 0;
+        let mut removed_any = false;
+        while i < cur.len() && start.elapsed() < budget {
+            let end = (i + chunk).min(cur.len());
+            let mut trial = cur[..i].to_vec();
+            trial.extend_from_slice(&cur[end..]);
+            if fails(setup, &with_last(&trial)) {
+                cur = trial;
+                removed_any = true;
+            } else {
+                i = end;
+            }
+        }
+        if chunk == 1 && !removed_any {
+            break;
+        }
+        if !removed_any || chunk > 1 {
+            chunk = (chunk / 2).max(1);
+        }
+    }
+    with_last(&cur)
+}

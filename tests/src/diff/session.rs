@@ -1,0 +1,359 @@
+//! A differential session: one fixture materialised twice, mounted by kernel overlayfs and
+//! by the candidate, operations run on both with every outcome compared, tree checkpoints,
+//! and at the end the normalised upper dirs and a remount of both sides compared.
+
+use std::cell::Cell;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use super::fixture::{Encoding, Fixture, LowerView, IMPLICIT_MTIME};
+use super::mount::{candidate_bin, CandidateMount, Dirs, KernelMount};
+use super::op::{execute, Op};
+use super::outcome::{outcome_diff, show, Outcome};
+use super::sys;
+use super::tree::{ino_kept, snapshot, tree_diff, Tree};
+use super::upper::{normalised_upper, upper_diff};
+
+/// One observed difference between kernel overlayfs and the candidate.
+#[derive(Debug, Clone)]
+pub struct Divergence {
+    /// Where: "op 12", "checkpoint after op 500", "upper", "remount", ...
+    pub at: String,
+    /// The operation, when one is involved.
+    pub op: Option<Op>,
+    pub kernel: Option<String>,
+    pub candidate: Option<String>,
+    pub details: Vec<String>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.at)?;
+        if let Some(op) = &self.op {
+            write!(f, ": {}", compact(&format!("{op:?}")))?;
+        }
+        if let (Some(k), Some(c)) = (&self.kernel, &self.candidate) {
+            write!(f, "\n    kernel:    {}\n    candidate: {}", compact(k), compact(c))?;
+        }
+        const MAX: usize = 25;
+        for d in self.details.iter().take(MAX) {
+            write!(f, "\n    - {}", compact(d))?;
+        }
+        if self.details.len() > MAX {
+            write!(f, "\n    ... {} more", self.details.len() - MAX)?;
+        }
+        Ok(())
+    }
+}
+
+/// Shortens runs of one repeated character (long names in NAME_MAX/PATH_MAX cases) to
+/// `c{N}` so reports stay readable.
+pub fn compact(s: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut j = i;
+        while j < chars.len() && chars[j] == c {
+            j += 1;
+        }
+        if j - i > 8 {
+            out.push_str(&format!("{c}{{{}}}", j - i));
+        } else {
+            out.extend(&chars[i..j]);
+        }
+        i = j;
+    }
+    out
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub fixture: Fixture,
+    /// Whiteout encoding of each candidate layer (cycled); the kernel side always gets
+    /// [`Encoding::Kernel`].
+    pub candidate_encodings: Vec<Encoding>,
+    /// No upperdir/workdir: a read-only mount.
+    pub read_only: bool,
+    /// Mount program to test.
+    pub bin: PathBuf,
+}
+
+impl Setup {
+    pub fn new(fixture: Fixture) -> Self {
+        Setup {
+            fixture,
+            // Both encodings across the candidate's layers, as the brief requires.
+            candidate_encodings: vec![Encoding::Aufs, Encoding::KernelUserXattr, Encoding::Kernel, Encoding::Aufs],
+            read_only: false,
+            bin: candidate_bin(),
+        }
+    }
+}
+
+thread_local! {
+    static FS_UNSHARED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Gives the current thread a private umask once.
+fn ensure_private_fs() {
+    FS_UNSHARED.with(|u| {
+        if !u.get() && sys::unshare_fs().is_ok() {
+            u.set(true);
+        }
+    });
+}
+
+/// With `DIFF_VERBOSE` set, prints how long each session phase took.
+fn timing(what: &str) {
+    thread_local! {
+        static LAST: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
+    }
+    if std::env::var_os("DIFF_VERBOSE").is_none() {
+        return;
+    }
+    let now = std::time::Instant::now();
+    let prev = LAST.with(|l| l.replace(Some(now)));
+    let ms = prev.map(|p| (now - p).as_secs_f64() * 1000.0).unwrap_or(0.0);
+    eprintln!("  [timing] {what}: +{ms:.1} ms");
+}
+
+fn now_s() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn side_dirs(base: &Path, lowers: Vec<PathBuf>, read_only: bool) -> Result<Dirs> {
+    let mountpoint = base.join("merged");
+    std::fs::create_dir_all(&mountpoint)?;
+    let (upper, work) = if read_only {
+        (None, None)
+    } else {
+        let (u, w) = (base.join("upper"), base.join("work"));
+        std::fs::create_dir_all(&u)?;
+        std::fs::create_dir_all(&w)?;
+        // The merged root shows the upper root: give both sides the same explicit metadata.
+        std::fs::set_permissions(&u, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let root = sys::open_abs(&u, libc::O_PATH | libc::O_DIRECTORY).map_err(std::io::Error::from_raw_os_error)?;
+        sys::utimensat(root.as_fd(), "", IMPLICIT_MTIME, IMPLICIT_MTIME, libc::AT_EMPTY_PATH)
+            .map_err(std::io::Error::from_raw_os_error)?;
+        (Some(u), Some(w))
+    };
+    Ok(Dirs { lowers, upper, work, mountpoint })
+}
+
+/// A pair of live mounts of identical layers.
+pub struct Session {
+    // Field order is drop order: fds before mounts before the directories.
+    kroot: Option<OwnedFd>,
+    croot: Option<OwnedFd>,
+    kernel: Option<KernelMount>,
+    cand: Option<CandidateMount>,
+    kdirs: Dirs,
+    cdirs: Dirs,
+    setup: Setup,
+    lower: LowerView,
+    /// Times at or after this were set by the filesystems, not by us.
+    recent: i64,
+    last_trees: Option<(Tree, Tree)>,
+    pub divergences: Vec<Divergence>,
+    /// Number of operations run.
+    pub ops: usize,
+    _tmp: tempfile::TempDir,
+}
+
+fn open_root(mp: &Path) -> Result<OwnedFd> {
+    sys::open_abs(mp, libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(std::io::Error::from_raw_os_error)
+        .with_context(|| format!("opening {}", mp.display()))
+}
+
+impl Session {
+    pub fn start(setup: Setup) -> Result<Session> {
+        ensure_private_fs();
+        timing("start");
+        // /var/tmp: a disk filesystem with trusted.* and user.* xattrs (not tmpfs).
+        let tmp = tempfile::Builder::new().prefix("difftest.").tempdir_in("/var/tmp").context("tempdir")?;
+        let (kb, cb) = (tmp.path().join("k"), tmp.path().join("c"));
+        let klowers = setup.fixture.materialise(&kb.join("layers"), &[Encoding::Kernel]).context("kernel layers")?;
+        let clowers = setup.fixture.materialise(&cb.join("layers"), &setup.candidate_encodings).context("candidate layers")?;
+        let kdirs = side_dirs(&kb, klowers, setup.read_only)?;
+        let cdirs = side_dirs(&cb, clowers, setup.read_only)?;
+        let recent = now_s() - 1;
+        timing("layers materialised");
+        let kernel = KernelMount::mount(&kdirs)?;
+        let cand = CandidateMount::mount(&setup.bin, &cdirs)?;
+        timing("mounted");
+        let kroot = open_root(&kdirs.mountpoint)?;
+        let croot = open_root(&cdirs.mountpoint)?;
+        Ok(Session {
+            kroot: Some(kroot),
+            croot: Some(croot),
+            kernel: Some(kernel),
+            cand: Some(cand),
+            lower: setup.fixture.lower_view(),
+            kdirs,
+            cdirs,
+            setup,
+            recent,
+            last_trees: None,
+            divergences: Vec::new(),
+            ops: 0,
+            _tmp: tmp,
+        })
+    }
+
+    /// Runs `op` on both sides; records a divergence if the outcomes differ. Returns the
+    /// kernel's outcome (for cases that check the oracle did what the case intends).
+    pub fn run(&mut self, op: Op) -> Outcome {
+        ensure_private_fs();
+        self.ops += 1;
+        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else { return Err(libc::EBADF) };
+        let ko = execute(&op, k.as_fd());
+        let co = execute(&op, c.as_fd());
+        let d = outcome_diff(&ko, &co, self.recent);
+        if !d.is_empty() {
+            self.divergences.push(Divergence {
+                at: format!("op {}", self.ops),
+                op: Some(op),
+                kernel: Some(show(&ko)),
+                candidate: Some(show(&co)),
+                details: if d.len() == 1 && d[0].contains(" vs ") && !d[0].contains(':') { Vec::new() } else { d },
+            });
+        }
+        ko
+    }
+
+    /// Runs `op` on both sides, comparing outcomes (see [`Session::run`]).
+    pub fn op(&mut self, op: Op) {
+        let _ = self.run(op);
+    }
+
+    /// Records that the oracle did not behave as the scripted case assumes (a broken case,
+    /// not a candidate divergence, but it must fail the run so no case passes vacuously).
+    pub fn require(&mut self, cond: bool, what: &str) {
+        if !cond {
+            self.divergences.push(Divergence {
+                at: "case precondition".into(),
+                op: None,
+                kernel: None,
+                candidate: None,
+                details: vec![format!("kernel overlay did not behave as the case assumes: {what}")],
+            });
+        }
+    }
+
+    /// Compares both whole trees, the candidate's inode consistency, and inode stability
+    /// since the previous checkpoint (kernel as oracle).
+    pub fn checkpoint(&mut self, label: &str) {
+        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else { return };
+        let kt = snapshot(k.as_fd());
+        let ct = snapshot(c.as_fd());
+        let mut details = tree_diff(&kt, &ct, self.recent);
+        details.extend(ct.inode_problems.iter().map(|p| format!("candidate inode consistency: {p}")));
+        if let Some((pk, pc)) = &self.last_trees {
+            let kk = ino_kept(pk, &kt);
+            let ck = ino_kept(pc, &ct);
+            for (p, kept) in &kk {
+                if let Some(ckept) = ck.get(p) {
+                    if *kept && !ckept {
+                        details.push(format!("/{p}: st_ino changed since the previous checkpoint (kernel kept it)"));
+                    }
+                }
+            }
+        }
+        if !details.is_empty() {
+            self.divergences.push(Divergence {
+                at: format!("tree checkpoint {label} (after op {})", self.ops),
+                op: None,
+                kernel: None,
+                candidate: None,
+                details,
+            });
+        }
+        self.last_trees = Some((kt, ct));
+    }
+
+    fn push(&mut self, at: &str, details: Vec<String>) {
+        if !details.is_empty() {
+            self.divergences.push(Divergence { at: at.into(), op: None, kernel: None, candidate: None, details });
+        }
+    }
+
+    /// Final checkpoint, unmount (the candidate daemon must exit), compare the normalised
+    /// upper dirs, then remount both sides and compare the trees again. Returns all
+    /// divergences of the session.
+    pub fn finish(mut self) -> Vec<Divergence> {
+        timing("finish");
+        self.checkpoint("final");
+        timing("final checkpoint");
+        self.kroot = None;
+        self.croot = None;
+        let mut problems = Vec::new();
+        if let Some(mut k) = self.kernel.take() {
+            if let Err(e) = k.unmount() {
+                problems.push(format!("kernel unmount: {e:#}"));
+            }
+        }
+        if let Some(mut c) = self.cand.take() {
+            if let Err(e) = c.unmount() {
+                problems.push(format!("candidate unmount: {e:#}"));
+            }
+        }
+        self.push("unmount", problems);
+        timing("unmounted");
+        if let (Some(ku), Some(cu)) = (self.kdirs.upper.clone(), self.cdirs.upper.clone()) {
+            let (kn, kerr) = normalised_upper(&ku, &self.lower);
+            let (cn, cerr) = normalised_upper(&cu, &self.lower);
+            let mut d = upper_diff(&kn, &cn, self.recent);
+            d.extend(kerr.into_iter().map(|e| format!("kernel upper: {e}")));
+            d.extend(cerr.into_iter().map(|e| format!("candidate upper: {e}")));
+            self.push("upper dirs after unmount", d);
+        }
+        timing("uppers compared");
+        // Remount: what a restarted container would see.
+        match (KernelMount::mount(&self.kdirs), CandidateMount::mount(&self.setup.bin, &self.cdirs)) {
+            (Ok(mut k), Ok(mut c)) => {
+                let d = match (open_root(&self.kdirs.mountpoint), open_root(&self.cdirs.mountpoint)) {
+                    (Ok(kr), Ok(cr)) => {
+                        let kt = snapshot(kr.as_fd());
+                        let ct = snapshot(cr.as_fd());
+                        tree_diff(&kt, &ct, self.recent)
+                    }
+                    (Err(e), _) | (_, Err(e)) => vec![format!("open remounted root: {e:#}")],
+                };
+                self.push("tree after remount", d);
+                let mut problems = Vec::new();
+                if let Err(e) = k.unmount() {
+                    problems.push(format!("kernel unmount: {e:#}"));
+                }
+                if let Err(e) = c.unmount() {
+                    problems.push(format!("candidate unmount after remount: {e:#}"));
+                }
+                self.push("unmount after remount", problems);
+            }
+            (k, c) => {
+                let mut d = Vec::new();
+                if let Err(e) = k {
+                    d.push(format!("kernel remount failed: {e:#}"));
+                }
+                if let Err(e) = c {
+                    d.push(format!("candidate remount failed: {e:#}"));
+                }
+                self.push("remount", d);
+            }
+        }
+        timing("remount compared");
+        std::mem::take(&mut self.divergences)
+    }
+
+    /// The candidate's mount directories (for reports).
+    pub fn candidate_dirs(&self) -> &Dirs {
+        &self.cdirs
+    }
+}
