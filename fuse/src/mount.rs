@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fuser::{Config, INodeNo, MountOption, Session, SessionACL};
+use fuser::{Config, INodeNo, Session, SessionACL};
 use tracing::{debug, info, warn};
 
 use crate::config::{OverlayConfig, StackSpec};
@@ -106,37 +106,61 @@ fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 
-fn mount_options(config: &OverlayConfig) -> Vec<MountOption> {
-    let mut o = vec![
-        MountOption::FSName(config.fs_name.clone()),
-        MountOption::Subtype("rebasefs".into()),
-    ];
+/// Mounts a FUSE filesystem of type `fuse.rebasefs` on `mountpoint` served through a
+/// new `/dev/fuse` fd. (fuser's own mount always uses type `fuse`, so the subtype would
+/// not show in /proc/self/mountinfo.)
+fn mount_fuse(config: &OverlayConfig, mountpoint: &Path) -> Result<std::os::fd::OwnedFd, Error> {
+    use nix::mount::MsFlags;
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| Error::Io {
+            context: "opening /dev/fuse".into(),
+            source: e,
+        })?;
+    let fd: std::os::fd::OwnedFd = dev.into();
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
     if config.default_permissions {
-        o.push(MountOption::DefaultPermissions);
+        data.push_str(",default_permissions");
     }
-    o.push(if config.read_only() {
-        MountOption::RO
-    } else {
-        MountOption::RW
-    });
-    if config.noatime {
-        o.push(MountOption::NoAtime);
-    }
-    if config.nodev {
-        o.push(MountOption::NoDev);
-    }
-    if config.nosuid {
-        o.push(MountOption::NoSuid);
-    }
-    if config.noexec {
-        o.push(MountOption::NoExec);
+    if config.allow_other {
+        data.push_str(",allow_other");
     }
     if let Some(ctx) = &config.context {
         if selinux_enabled() {
-            o.push(MountOption::CUSTOM(format!("context=\"{ctx}\"")));
+            data.push_str(&format!(",context=\"{ctx}\""));
         }
     }
-    o
+    let mut flags = MsFlags::empty();
+    for (on, f) in [
+        (config.read_only(), MsFlags::MS_RDONLY),
+        (config.noatime, MsFlags::MS_NOATIME),
+        (config.nodev, MsFlags::MS_NODEV),
+        (config.nosuid, MsFlags::MS_NOSUID),
+        (config.noexec, MsFlags::MS_NOEXEC),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    nix::mount::mount(
+        Some(config.fs_name.as_str()),
+        mountpoint,
+        Some("fuse.rebasefs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| Error::Io {
+        context: format!("mount {} ({data})", mountpoint.display()),
+        source: std::io::Error::from(e),
+    })?;
+    Ok(fd)
 }
 
 impl Mount {
@@ -166,7 +190,6 @@ impl Mount {
             config.threads
         };
         let mut fuse_config = Config::default();
-        fuse_config.mount_options = mount_options(&config);
         fuse_config.acl = if config.allow_other {
             SessionACL::All
         } else {
@@ -181,10 +204,18 @@ impl Mount {
         let fs = Fs {
             ov: overlay.clone(),
         };
-        let session = Session::new(fs, mountpoint, &fuse_config).map_err(|e| Error::Io {
-            context: format!("mounting {}", mountpoint.display()),
-            source: e,
-        })?;
+        let acl = fuse_config.acl;
+        let fd = mount_fuse(&overlay.config, mountpoint)?;
+        let session = match Session::from_fd(fs, fd, acl, fuse_config) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                return Err(Error::Io {
+                    context: format!("FUSE handshake on {}", mountpoint.display()),
+                    source: e,
+                });
+            }
+        };
         let _ = overlay.notifier.set(session.notifier());
         info!("mounted {}", mountpoint.display());
         Ok(Mount {

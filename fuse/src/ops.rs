@@ -147,7 +147,12 @@ impl Overlay {
         };
         let work = self.work(&stack)?;
         let tmp = self.tmp_name();
-        let built = self.build_new(work.as_fd(), &tmp, perm, &kind, uid, gid);
+        // Like the kernel: a new directory is opaque when lower layers could show
+        // something under its name (merged parent, or replacing a whiteout).
+        let opaque = matches!(kind, NewKind::Dir)
+            && (pres.has_lower(&stack)
+                || !matches!(upper_name_state(pupper.fd(), name)?, UpperName::Absent));
+        let built = self.build_new(work.as_fd(), &tmp, perm, &kind, uid, gid, opaque);
         let file = match built {
             Ok(f) => f,
             Err(e) => {
@@ -180,6 +185,7 @@ impl Overlay {
         kind: &NewKind<'_>,
         uid: u32,
         gid: u32,
+        opaque: bool,
     ) -> Res<Option<OwnedFd>> {
         let mut file = None;
         match kind {
@@ -212,7 +218,7 @@ impl Overlay {
             }
             _ => sys::chmod_fd(fd.as_fd(), perm).map_err(errno)?,
         }
-        if matches!(kind, NewKind::Dir) {
+        if opaque {
             whiteout::set_opaque(fd.as_fd()).map_err(errno)?;
         }
         Ok(file)
