@@ -23,3 +23,5 @@ mod sys;
 pub mod tree;
 
 pub use error::{Error, Result};
+/// Re-exported so the binary can name `serde::Serialize` without its own dependency.
+pub use serde;

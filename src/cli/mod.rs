@@ -1,6 +1,21 @@
 //! The command-line tool for people: status, rebase, rollback, mount/umount, gc, check.
+//!
+//! Storage is found like Podman finds it (`CONTAINERS_STORAGE_CONF`, storage.conf), and
+//! `--root`/`--runroot` override it. Every failure is one line on stderr and exit code 1
+//! (2 for bad usage); `--format json` prints machine-readable results on stdout.
+
+mod maintenance;
+mod mount;
+mod output;
+mod progress;
+mod rebase;
+mod status;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 
 /// Subcommands this binary answers to; anything else is the mount-program grammar.
 const SUBCOMMANDS: &[&str] = &[
@@ -14,8 +29,115 @@ pub fn is_subcommand(args: &[OsString]) -> bool {
         .is_some_and(|a| SUBCOMMANDS.contains(&a))
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebasefs",
+    version,
+    about = "Move Podman containers onto an updated base image without rebuilding",
+    long_about = "Move Podman containers onto an updated base image without rebuilding.\n\n\
+        `rebasefs rebase IMAGE --onto NEWBASE` records a rebased stack (new base layers + the \
+        unchanged app layers + resolved conflicts); the next `podman restart` of a container of \
+        IMAGE, with rebasefs as the store's mount_program, runs on the new base."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// containers-storage graphroot (default: from storage.conf, like Podman).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// containers-storage runroot.
+    #[arg(long, global = true, value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Images, their base and available base updates; containers and the base each runs on.
+    Status,
+    /// Plan a rebase of IMAGE onto a new base, report conflicts, and record it.
+    Rebase(rebase::RebaseArgs),
+    /// Put IMAGE back on the stack it ran on before its last rebase.
+    Rollback {
+        /// Image name or id.
+        image: String,
+    },
+    /// Mount IMAGE's (rebased) root filesystem read-only at DIR, without running anything.
+    Mount(mount::MountArgs),
+    /// Unmount a `rebasefs mount`.
+    Umount {
+        /// The mount point.
+        dir: PathBuf,
+    },
+    /// Remove repository records and directories nothing can use any more.
+    Gc,
+    /// Check the repository's integrity and its agreement with the store.
+    Check,
+}
+
 /// Runs a subcommand; returns the process exit code.
-pub fn run(_args: Vec<OsString>) -> i32 {
-    eprintln!("rebasefs: subcommands are not implemented yet");
-    2
+pub fn run(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging();
+    let result = match &cli.command {
+        Command::Status => status::run(&cli.global),
+        Command::Rebase(a) => rebase::run(&cli.global, a),
+        Command::Rollback { image } => rebase::rollback(&cli.global, image),
+        Command::Mount(a) => mount::mount(&cli.global, a),
+        Command::Umount { dir } => mount::umount(dir),
+        Command::Gc => maintenance::gc(&cli.global),
+        Command::Check => maintenance::check(&cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rebasefs: {}", format!("{e:#}").replace('\n', " "));
+            1
+        }
+    }
+}
+
+fn init_logging() {
+    let directives = std::env::var("REBASEFS_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+impl Global {
+    fn storage(&self) -> anyhow::Result<StorageConfig> {
+        Ok(StorageConfig::discover(&Overrides {
+            root: self.root.clone(),
+            runroot: self.runroot.clone(),
+            driver: None,
+        })?)
+    }
+
+    fn open_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(self.storage()?)?)
+    }
 }

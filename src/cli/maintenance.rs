@@ -1,0 +1,51 @@
+//! `rebasefs gc` and `rebasefs check`.
+
+use rebasefs_plugin::maintenance;
+
+use super::output;
+use super::{Format, Global};
+
+pub fn gc(global: &Global) -> anyhow::Result<i32> {
+    let store = global.open_store()?;
+    let r = maintenance::gc(&store)?;
+    match global.format {
+        Format::Json => output::json(&r)?,
+        Format::Text => println!(
+            "removed {} stack(s), {} rebased layer record(s), {} resolution(s), {} director(ies), {} container record(s)",
+            r.stacks_removed, r.rebased_layers_removed, r.resolutions_removed, r.directories_removed,
+            r.container_records_removed
+        ),
+    }
+    Ok(0)
+}
+
+pub fn check(global: &Global) -> anyhow::Result<i32> {
+    let store = global.open_store()?;
+    let r = maintenance::check(&store)?;
+    match global.format {
+        Format::Json => output::json(&serde_json::json!({ "ok": r.ok(), "report": r }))?,
+        Format::Text => {
+            match &r.repository {
+                None => println!("no repository yet: nothing to check"),
+                Some(p) => println!(
+                    "{}: schema {}, {} stack(s), {} rebased layer(s), {} resolution(s)",
+                    p.display(),
+                    r.schema_version,
+                    r.stacks,
+                    r.rebased_layers,
+                    r.resolutions
+                ),
+            }
+            for p in &r.problems {
+                println!("  problem: {p}");
+            }
+            for w in &r.warnings {
+                println!("  warning: {w} (`rebasefs gc` cleans this up)");
+            }
+            if r.ok() && r.repository.is_some() {
+                println!("  ok");
+            }
+        }
+    }
+    Ok(if r.ok() { 0 } else { 1 })
+}

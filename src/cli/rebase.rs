@@ -1,0 +1,223 @@
+//! `rebasefs rebase` and `rebasefs rollback`.
+
+use clap::Args;
+use rebasefs_plugin::rebase::{self, Options, RebaseReport};
+use rebasefs_plugin::resolve::{How, Policy};
+
+use super::output::{self, short};
+use super::progress::Bar;
+use super::{Format, Global};
+
+#[derive(Debug, Args)]
+pub struct RebaseArgs {
+    /// Image name or id.
+    image: String,
+    /// The new base (default: what the image's base name resolves to now).
+    #[arg(long, value_name = "NEWBASE")]
+    onto: Option<String>,
+    /// The image's current base, when it cannot be found from annotations or layers.
+    #[arg(long, value_name = "OLDBASE")]
+    base: Option<String>,
+    /// Plan and report only; record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Conflict policy; repeatable: upper-wins (default), merge, refuse, base-wins=PATH[,PATH].
+    #[arg(long, value_name = "POLICY")]
+    policy: Vec<String>,
+}
+
+pub fn run(global: &Global, args: &RebaseArgs) -> anyhow::Result<i32> {
+    let policy = Policy::parse(&args.policy)?;
+    let store = global.open_store()?;
+    let opts = Options {
+        image: args.image.clone(),
+        onto: args.onto.clone(),
+        base: args.base.clone(),
+        policy,
+        dry_run: args.dry_run,
+        assign: true,
+    };
+    let progress = Bar::new(global.format == Format::Text);
+    let report = rebase::rebase(&store, &opts, &progress)?;
+    match global.format {
+        Format::Json => output::json(&report)?,
+        Format::Text => print_report(&report),
+    }
+    Ok(0)
+}
+
+fn print_report(r: &RebaseReport) {
+    let verb = if r.dry_run {
+        "Planning (dry run)"
+    } else {
+        "Rebasing"
+    };
+    println!("{verb} {} ({})", r.image, short(&r.image_id));
+    println!(
+        "  old base: {} ({}), found by {}",
+        r.old_base,
+        short(&r.old_base_id),
+        serde_json::to_value(r.base_found_by)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
+    println!(
+        "  new base: {} ({}), {}",
+        r.new_base,
+        short(&r.new_base_id),
+        r.platform
+    );
+    println!(
+        "  the base update changes {} path(s){}",
+        r.base_changes,
+        if r.base_changes_reused {
+            " (comparison reused from the repository)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  app layers, each re-identified on the new base as sha256(parent + \"+\" + diffID):"
+    );
+    for l in &r.layers {
+        println!(
+            "    {} -> {}  {}{}",
+            short(&l.source),
+            short(&l.rebased_id),
+            if l.reused {
+                "reused from the repository"
+            } else {
+                "computed"
+            },
+            if l.conflicts > 0 {
+                format!(", {} conflict(s)", l.conflicts)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if r.conflicts.is_empty() {
+        println!("  no conflicts: no app layer touches a path the base update changed");
+    } else {
+        println!("  conflicts (paths the base update changed that the app layers also touch):");
+        let rows: Vec<Vec<String>> = r
+            .conflicts
+            .iter()
+            .map(|c| {
+                vec![
+                    c.path.clone(),
+                    format!("base {}", json_word(&c.base)),
+                    format!("app {}", json_word(&c.app)),
+                    format!("layer {}", short(&c.layer)),
+                ]
+            })
+            .collect();
+        output::table(&["  PATH", "BASE UPDATE", "APP", "WHERE"], &indent(rows));
+        println!("  resolutions (policy: {}):", r.policy);
+        for res in &r.resolutions {
+            println!("    {:<24} {}", res.path, describe(&res.how));
+        }
+        if let Some(id) = &r.resolution_id {
+            if r.resolutions
+                .iter()
+                .any(|x| !matches!(x.how, How::UpperWins))
+            {
+                println!(
+                    "  resolution layer {} {} (served above the app layers; app layers are untouched)",
+                    short(id),
+                    if r.resolution_reused { "reused from the repository" } else { "materialized once into the shared store" }
+                );
+            }
+        }
+    }
+    match r.stack_id {
+        Some(id) => println!(
+            "  recorded as stack {id}: containers of {} run on {} from their next (re)start",
+            r.image, r.new_base
+        ),
+        None => println!("  dry run: nothing recorded"),
+    }
+    println!("  done in {} ms", r.elapsed_ms);
+}
+
+fn indent(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|mut row| {
+            if let Some(first) = row.first_mut() {
+                *first = format!("  {first}");
+            }
+            row
+        })
+        .collect()
+}
+
+fn json_word<T: rebasefs_plugin::serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn describe(how: &How) -> String {
+    match how {
+        How::Merged { outcome } => {
+            let mut parts = vec!["merged".to_string()];
+            if !outcome.from_base.is_empty() {
+                parts.push(format!(
+                    "added from the new base: {}",
+                    outcome.from_base.join(", ")
+                ));
+            }
+            if !outcome.updated_by_base.is_empty() {
+                parts.push(format!(
+                    "updated by the new base: {}",
+                    outcome.updated_by_base.join(", ")
+                ));
+            }
+            if !outcome.dropped_by_base.is_empty() {
+                parts.push(format!(
+                    "dropped by the new base: {}",
+                    outcome.dropped_by_base.join(", ")
+                ));
+            }
+            if !outcome.kept_app.is_empty() {
+                parts.push(format!(
+                    "both changed, app kept: {}",
+                    outcome.kept_app.join(", ")
+                ));
+            }
+            parts.join("; ")
+        }
+        How::BaseWins => "new base's version (base-wins)".into(),
+        How::BaseWinsDeleted => "deleted, as in the new base (base-wins)".into(),
+        How::UpperWins => "app's version stays on top (upper-wins)".into(),
+        How::Unresolved => "unresolved".into(),
+    }
+}
+
+pub fn rollback(global: &Global, image: &str) -> anyhow::Result<i32> {
+    let store = global.open_store()?;
+    let (image, stack) = rebase::rollback(&store, image)?;
+    match global.format {
+        Format::Json => output::json(&serde_json::json!({
+            "image": image.display_name(),
+            "image_id": image.id,
+            "stack_id": stack.as_ref().map(|s| s.id),
+            "runs_on": stack.as_ref().map(|s| s.new_base_name.clone()),
+        }))?,
+        Format::Text => match stack {
+            Some(s) => println!(
+                "{} is back on stack {} (base {}); containers move at their next (re)start",
+                image.display_name(),
+                s.id,
+                s.new_base_name
+            ),
+            None => println!(
+                "{} is back on its original base; containers move at their next (re)start",
+                image.display_name()
+            ),
+        },
+    }
+    Ok(0)
+}

@@ -1,0 +1,103 @@
+//! `rebasefs status`.
+
+use rebasefs_plugin::status;
+
+use super::output::{self, short};
+use super::{Format, Global};
+
+pub fn run(global: &Global) -> anyhow::Result<i32> {
+    let store = global.open_store()?;
+    let s = status::status(&store)?;
+    if global.format == Format::Json {
+        output::json(&s)?;
+        return Ok(0);
+    }
+    println!("Store {}", s.graphroot.display());
+    match &s.repository {
+        Some(p) => println!("Repository {}", p.display()),
+        None => println!("Repository: none yet (created by the first `rebasefs rebase`)"),
+    }
+    println!("\nImages:");
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = s
+        .images
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.id.clone(),
+                i.base.clone().unwrap_or_else(dash),
+                i.update
+                    .clone()
+                    .map(|u| format!("{u} available"))
+                    .unwrap_or_else(dash),
+                i.rebased_onto
+                    .clone()
+                    .map(|b| format!("{b} (stack {})", i.stack_id.unwrap_or_default()))
+                    .unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    output::table(
+        &["IMAGE", "ID", "BASE", "BASE UPDATE", "REBASED ONTO"],
+        &rows,
+    );
+    println!("\nContainers:");
+    if s.containers.is_empty() {
+        println!("  (none)");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .containers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.image.clone(),
+                    c.runs_on.clone().unwrap_or_else(dash),
+                    c.pending
+                        .clone()
+                        .map(|p| format!("moves onto {p} at next (re)start"))
+                        .unwrap_or_else(dash),
+                ]
+            })
+            .collect();
+        output::table(&["CONTAINER", "IMAGE", "RUNS ON", "PENDING"], &rows);
+    }
+    if !s.rebased_layers.is_empty() {
+        println!("\nRebased layers in the repository:");
+        let rows: Vec<Vec<String>> = s
+            .rebased_layers
+            .iter()
+            .map(|l| {
+                vec![
+                    short(&l.id).to_string(),
+                    short(&l.source).to_string(),
+                    l.new_base.clone(),
+                    l.conflicts.to_string(),
+                    l.hits.to_string(),
+                ]
+            })
+            .collect();
+        output::table(
+            &["REBASED ID", "FROM LAYER", "ON BASE", "CONFLICTS", "HITS"],
+            &rows,
+        );
+    }
+    if !s.resolutions.is_empty() {
+        println!("\nResolutions:");
+        let rows: Vec<Vec<String>> = s
+            .resolutions
+            .iter()
+            .map(|r| {
+                vec![
+                    short(&r.id).to_string(),
+                    r.policy.clone(),
+                    r.dir.clone().unwrap_or_else(|| "(nothing to write)".into()),
+                    r.hits.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["ID", "POLICY", "DIRECTORY", "HITS"], &rows);
+    }
+    Ok(0)
+}
