@@ -49,8 +49,7 @@ impl Overlay {
             return Err(errno(e));
         }
         if let Ok(st) = sys::stat_at(pupper.fd(), &name) {
-            self.nodes
-                .add_origin((st.st_dev, st.st_ino), node.identity);
+            self.nodes.add_origin((st.st_dev, st.st_ino), node.identity);
         }
         self.refresh(node)
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -35,6 +35,7 @@ pub enum Handle {
     File {
         fd: OwnedFd,
         /// Keeps the passthrough registration alive while the file is open.
+        #[allow(dead_code)]
         backing: Option<Arc<BackingFile>>,
     },
     Dir {
@@ -280,9 +281,5 @@ impl Overlay {
     pub fn root_fd_for_statfs(&self) -> Option<Arc<OwnedFd>> {
         let stack = self.stack();
         stack.layers.first().map(|l| l.root.clone())
-    }
-
-    pub fn stat_of(&self, fd: &OwnedFd) -> Res<sys::Stat> {
-        sys::stat_fd(fd.as_fd()).map_err(errno)
     }
 }

@@ -159,6 +159,7 @@ impl Fs {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn setattr_inner(
         &self,
         ino: u64,
@@ -265,12 +266,12 @@ impl Filesystem for Fs {
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_PARALLEL_DIROPS;
         let _ = config.add_capabilities(wanted & caps);
-        if self.ov.config.passthrough && caps.contains(InitFlags::FUSE_PASSTHROUGH) {
-            if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
-                && config.set_max_stack_depth(1).is_ok()
-            {
-                self.ov.passthrough.store(true, Ordering::Relaxed);
-            }
+        if self.ov.config.passthrough
+            && caps.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.ov.passthrough.store(true, Ordering::Relaxed);
         }
         debug!(
             "init: passthrough={}",
@@ -280,9 +281,14 @@ impl Filesystem for Fs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let r = self.ov.node(parent.0).and_then(|p| self.ov.lookup(&p, name));
+        let r = self
+            .ov
+            .node(parent.0)
+            .and_then(|p| self.ov.lookup(&p, name));
         match r {
-            Ok((_, attr)) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0()),
+            Ok((_, attr)) => {
+                reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0())
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -475,9 +481,9 @@ impl Filesystem for Fs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let r = self.open_inner(ino.0, flags.0).and_then(|(node, fd)| {
-            self.register_open(&node, fd, |fd| reply.open_backing(fd))
-        });
+        let r = self
+            .open_inner(ino.0, flags.0)
+            .and_then(|(node, fd)| self.register_open(&node, fd, |fd| reply.open_backing(fd)));
         match r {
             Ok(o) => match &o.backing {
                 Some(b) => reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &b.id),
@@ -847,9 +853,13 @@ impl Filesystem for Fs {
                     FopenFlags::empty(),
                     &b.id,
                 ),
-                None if o.direct_io => {
-                    reply.created(&ttl, &a, gen0(), FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO)
-                }
+                None if o.direct_io => reply.created(
+                    &ttl,
+                    &a,
+                    gen0(),
+                    FileHandle(o.fh),
+                    FopenFlags::FOPEN_DIRECT_IO,
+                ),
                 None => reply.created(&ttl, &a, gen0(), FileHandle(o.fh), FopenFlags::empty()),
             },
             Err(e) => reply.error(e),
@@ -883,7 +893,9 @@ impl Filesystem for Fs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.file_fd(fh, |fd| sys::lseek(fd.as_fd(), offset, whence).map_err(errno)) {
+        match self.file_fd(fh, |fd| {
+            sys::lseek(fd.as_fd(), offset, whence).map_err(errno)
+        }) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(e),
         }

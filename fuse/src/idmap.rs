@@ -56,10 +56,12 @@ impl IdMapper {
         }
     }
     pub fn uid_shown(&self, disk: u32) -> u32 {
-        self.squash_uid.unwrap_or_else(|| to_shown(&self.uid_map, disk))
+        self.squash_uid
+            .unwrap_or_else(|| to_shown(&self.uid_map, disk))
     }
     pub fn gid_shown(&self, disk: u32) -> u32 {
-        self.squash_gid.unwrap_or_else(|| to_shown(&self.gid_map, disk))
+        self.squash_gid
+            .unwrap_or_else(|| to_shown(&self.gid_map, disk))
     }
     pub fn uid_disk(&self, shown: u32) -> u32 {
         to_disk(&self.uid_map, shown)

@@ -5,7 +5,7 @@
 //! the stack has been replaced.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::sys;
 
 /// One layer root.
 #[derive(Debug)]
+#[allow(dead_code)] // path and dev are kept for diagnostics
 pub struct Layer {
     pub path: PathBuf,
     pub root: Arc<OwnedFd>,
@@ -30,11 +31,11 @@ pub struct Stack {
     pub work: Option<Arc<OwnedFd>>,
 }
 
-fn open_layer(path: &PathBuf) -> io::Result<Layer> {
+fn open_layer(path: &std::path::Path) -> io::Result<Layer> {
     let root = sys::open_root(path)?;
     let st = sys::stat_fd(root.as_fd())?;
     Ok(Layer {
-        path: path.clone(),
+        path: path.to_path_buf(),
         root: Arc::new(root),
         dev: st.st_dev,
     })
@@ -65,19 +66,6 @@ impl Stack {
 
     pub fn is_upper(&self, layer: usize) -> bool {
         self.has_upper && layer == 0
-    }
-
-    pub fn upper_root(&self) -> Option<BorrowedFd<'_>> {
-        if self.has_upper {
-            self.layers.first().map(|l| l.root.as_fd())
-        } else {
-            None
-        }
-    }
-
-    /// Index of the first lower layer.
-    pub fn first_lower(&self) -> usize {
-        usize::from(self.has_upper)
     }
 }
 

@@ -43,6 +43,7 @@ pub struct Resolved {
     pub generation: u64,
     pub entries: Vec<LayerEntry>,
     /// The top (upper) directory is opaque.
+    #[allow(dead_code)]
     pub opaque: bool,
 }
 
@@ -206,7 +207,11 @@ impl Builder<'_> {
 }
 
 /// Looks `name` up under the merged directory `parent`. `Ok(None)`: no such entry.
-pub fn lookup_child(stack: &Stack, parent: &Resolved, name: &OsStr) -> io::Result<Option<Resolved>> {
+pub fn lookup_child(
+    stack: &Stack,
+    parent: &Resolved,
+    name: &OsStr,
+) -> io::Result<Option<Resolved>> {
     let mut b = Builder {
         stack,
         entries: Vec::new(),

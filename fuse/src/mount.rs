@@ -275,7 +275,10 @@ impl StackHandle {
                 warn!("inval_inode {}: {e}", n.id);
             }
         }
-        info!("stack replaced (generation {generation}, {} nodes invalidated)", nodes.len());
+        info!(
+            "stack replaced (generation {generation}, {} nodes invalidated)",
+            nodes.len()
+        );
         Ok(())
     }
 }

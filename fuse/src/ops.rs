@@ -90,21 +90,26 @@ fn clear_upper_dir(dir: BorrowedFd<'_>) -> Res<()> {
 
 impl Overlay {
     /// Moves `work/tmp` to `dir/name`, replacing a whiteout there.
-    fn install(&self, work: BorrowedFd<'_>, tmp: &OsStr, dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> Res<()> {
+    fn install(
+        &self,
+        work: BorrowedFd<'_>,
+        tmp: &OsStr,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        is_dir: bool,
+    ) -> Res<()> {
         let r = match upper_name_state(dir, name)? {
             UpperName::Absent => sys::rename_at(work, tmp, dir, name, sys::RENAME_NOREPLACE),
             UpperName::Whiteout if is_dir => {
-                sys::rename_at(work, tmp, dir, name, sys::RENAME_EXCHANGE)
-                    .map(|_| {
-                        let _ = sys::unlink_at(work, tmp, false);
-                    })
-            }
-            UpperName::Whiteout => sys::rename_at(work, tmp, dir, name, 0),
-            UpperName::AufsWhiteout => {
-                sys::rename_at(work, tmp, dir, name, sys::RENAME_NOREPLACE).map(|_| {
-                    let _ = sys::unlink_at(dir, &whiteout::aufs_whiteout_name(name), false);
+                sys::rename_at(work, tmp, dir, name, sys::RENAME_EXCHANGE).map(|_| {
+                    let _ = sys::unlink_at(work, tmp, false);
                 })
             }
+            UpperName::Whiteout => sys::rename_at(work, tmp, dir, name, 0),
+            UpperName::AufsWhiteout => sys::rename_at(work, tmp, dir, name, sys::RENAME_NOREPLACE)
+                .map(|_| {
+                    let _ = sys::unlink_at(dir, &whiteout::aufs_whiteout_name(name), false);
+                }),
             UpperName::Exists => Err(std::io::Error::from_raw_os_error(libc::EEXIST)),
         };
         r.map_err(errno)
@@ -130,7 +135,10 @@ impl Overlay {
         if !pres.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if lookup::lookup_child(&stack, &pres, name).map_err(errno)?.is_some() {
+        if lookup::lookup_child(&stack, &pres, name)
+            .map_err(errno)?
+            .is_some()
+        {
             return Err(Errno::EEXIST);
         }
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
@@ -177,6 +185,7 @@ impl Overlay {
         Ok((node, attr, file))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build_new(
         &self,
         work: BorrowedFd<'_>,
@@ -191,14 +200,13 @@ impl Overlay {
         match kind {
             NewKind::File { flags } => {
                 let acc = flags & libc::O_ACCMODE;
-                let acc = if acc == libc::O_RDONLY { libc::O_RDWR } else { acc };
-                let fd = sys::openat(
-                    work,
-                    tmp,
-                    libc::O_CREAT | libc::O_EXCL | acc,
-                    perm & 0o777,
-                )
-                .map_err(errno)?;
+                let acc = if acc == libc::O_RDONLY {
+                    libc::O_RDWR
+                } else {
+                    acc
+                };
+                let fd = sys::openat(work, tmp, libc::O_CREAT | libc::O_EXCL | acc, perm & 0o777)
+                    .map_err(errno)?;
                 file = Some(fd);
             }
             NewKind::Dir => sys::mkdir_at(work, tmp, perm & 0o777).map_err(errno)?,
@@ -296,7 +304,12 @@ impl Overlay {
     }
 
     /// Hard-links `node` as `newparent/newname`.
-    pub fn link(&self, node: &Node, newparent: &Node, newname: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
+    pub fn link(
+        &self,
+        node: &Node,
+        newparent: &Node,
+        newname: &OsStr,
+    ) -> Res<(Arc<Node>, FileAttr)> {
         check_name(newname)?;
         let _t = self.tree.lock();
         let stack = self.stack();
@@ -305,7 +318,10 @@ impl Overlay {
             return Err(Errno::EPERM);
         }
         let npres = self.copy_up(newparent)?;
-        if lookup::lookup_child(&stack, &npres, newname).map_err(errno)?.is_some() {
+        if lookup::lookup_child(&stack, &npres, newname)
+            .map_err(errno)?
+            .is_some()
+        {
             return Err(Errno::EEXIST);
         }
         let up = res.upper(&stack).ok_or(Errno::EIO)?;
@@ -399,13 +415,12 @@ impl Overlay {
                 match (src.is_dir(), d.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
-                    (true, true) => {
+                    (true, true)
                         if !crate::readdir::merged_entries(&stack, d)
                             .map_err(errno)?
-                            .is_empty()
-                        {
-                            return Err(Errno::ENOTEMPTY);
-                        }
+                            .is_empty() =>
+                    {
+                        return Err(Errno::ENOTEMPTY);
                     }
                     _ => {}
                 }
@@ -452,8 +467,14 @@ impl Overlay {
             if let (Some(r), Some(dup)) = (&dst_redirect, dres.upper(&stack)) {
                 whiteout::set_redirect(dup.fd(), r).map_err(errno)?;
             }
-            sys::rename_at(pupper.fd(), name, nupper.fd(), newname, sys::RENAME_EXCHANGE)
-                .map_err(errno)?;
+            sys::rename_at(
+                pupper.fd(),
+                name,
+                nupper.fd(),
+                newname,
+                sys::RENAME_EXCHANGE,
+            )
+            .map_err(errno)?;
             self.moved(&src_node, newparent.id, newname);
             self.moved(&dn, parent.id, name);
             return Ok(());

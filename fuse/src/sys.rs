@@ -7,7 +7,7 @@
 
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
@@ -86,12 +86,7 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
 
 /// Opens a directory (given as an `O_PATH` fd) for reading its entries.
 pub fn open_dir_for_read(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    openat(
-        fd,
-        OsStr::new("."),
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        0,
-    )
+    openat(fd, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
@@ -257,11 +252,7 @@ pub fn list_xattr(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     loop {
         // SAFETY: valid C string, buffer of stated length.
         let r = unsafe {
-            libc::listxattr(
-                p.as_ptr(),
-                buf.as_mut_ptr() as *mut libc::c_char,
-                buf.len(),
-            )
+            libc::listxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
         };
         match xattr_result(r) {
             Ok(len) => {
@@ -586,17 +577,4 @@ pub fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: u64) -> io::Resu
         copied += n as u64;
     }
     Ok(())
-}
-
-pub fn umask_none() {
-    // SAFETY: umask cannot fail. The daemon applies the caller's umask itself.
-    unsafe { libc::umask(0) };
-}
-
-pub fn as_fd(fd: &OwnedFd) -> BorrowedFd<'_> {
-    fd.as_fd()
-}
-
-pub fn raw(fd: BorrowedFd<'_>) -> RawFd {
-    fd.as_raw_fd()
 }

@@ -50,7 +50,8 @@ impl Overlay {
         if is_private_xattr(name) {
             return true;
         }
-        override_name(self.config.xattr_permissions).is_some_and(|n| name.as_bytes() == n.as_bytes())
+        override_name(self.config.xattr_permissions)
+            .is_some_and(|n| name.as_bytes() == n.as_bytes())
     }
 
     pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr) -> Res<Vec<u8>> {
