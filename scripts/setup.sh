@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what rebasefs's build, tests and demo need on Debian bookworm (run as root).
+# Idempotent: when everything is present it only checks and returns within a second.
+set -euo pipefail
+
+# fuse3: /dev/fuse userland and fusermount3 (containers-storage unmounts with it).
+# podman, runc, conmon, netavark: the real container stack the e2e suite drives.
+# busybox-static: the sample images' only binary. fuse-overlayfs: the incumbent the
+# benches and suites compare against. attr: getfattr/setfattr. kmod: modprobe fuse/overlay.
+# sqlite3: inspecting the rebase repository. build-essential, pkg-config: C parts of
+# crates (bundled SQLite). tar, coreutils (sha256sum): building images without a registry.
+PACKAGES=(
+  fuse3 podman runc conmon netavark busybox-static fuse-overlayfs attr kmod sqlite3
+  build-essential pkg-config tar coreutils ca-certificates curl
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: must run as root (podman stores, FUSE mounts as root)" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Kernel pieces: /dev/fuse for rebasefs, overlay for the differential oracle.
+if [ ! -c /dev/fuse ]; then
+  modprobe fuse || true
+fi
+if ! grep -qw overlay /proc/filesystems; then
+  modprobe overlay || true
+fi
+if [ ! -c /dev/fuse ]; then
+  echo "setup.sh: /dev/fuse is missing and 'modprobe fuse' did not create it" >&2
+  exit 1
+fi
+
+# The Rust toolchain (rust-version 1.85+); Debian's cargo is too old, use rustup's.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "setup.sh: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
+  else
+    echo "setup.sh: installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  fi
+fi

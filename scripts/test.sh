@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every rebasefs test on this machine: set-up, release build, then all test targets
+# of the workspace (unit tests, the fuse crate's tests, the differential suite against
+# kernel overlayfs and the end-to-end Podman suite). Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+started=$(date +%s)
+cargo build --release
+# The tests find the binary at target/release/rebasefs (or $CARGO_TARGET_DIR, REBASEFS_BIN).
+cargo test --release --workspace
+echo "test.sh: all tests passed in $(( $(date +%s) - started ))s"
