@@ -30,6 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("REBASEFS_NO_PASSTHROUGH").is_some() {
         config.passthrough = false;
     }
+    if let Some(t) = std::env::var("REBASEFS_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+    {
+        config.threads = t;
+    }
     let mount = Mount::new(config, &PathBuf::from(mountpoint))?;
     mount.serve()?;
     Ok(())

@@ -9,7 +9,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+
 use crate::config::StackSpec;
+use crate::dirindex::DirIndex;
 use crate::sys;
 
 /// One layer root.
@@ -29,7 +34,13 @@ pub struct Stack {
     pub layers: Vec<Layer>,
     pub has_upper: bool,
     pub work: Option<Arc<OwnedFd>>,
+    /// Name indexes of lower-layer directories, keyed by (dev, ino).
+    indexes: RwLock<HashMap<(u64, u64), Arc<DirIndex>>>,
+    index_weight: std::sync::atomic::AtomicUsize,
 }
+
+/// Upper bound on indexed entries kept per stack (about 100 bytes each).
+const INDEX_CAP: usize = 4_000_000;
 
 fn open_layer(path: &std::path::Path) -> io::Result<Layer> {
     let root = sys::open_root(path)?;
@@ -61,7 +72,37 @@ impl Stack {
             layers,
             has_upper,
             work,
+            indexes: RwLock::new(HashMap::new()),
+            index_weight: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// The name index of a lower-layer directory (None for the upper layer, which
+    /// changes, or when the cache is full or the directory cannot be read).
+    pub fn index(
+        &self,
+        layer: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        st: &crate::sys::Stat,
+    ) -> Option<Arc<DirIndex>> {
+        use std::sync::atomic::Ordering;
+        if self.is_upper(layer) {
+            return None;
+        }
+        let key = (st.st_dev, st.st_ino);
+        if let Some(i) = self.indexes.read().get(&key) {
+            return Some(i.clone());
+        }
+        if self.index_weight.load(Ordering::Relaxed) > INDEX_CAP {
+            return None;
+        }
+        let idx = Arc::new(DirIndex::build(fd).ok()?);
+        self.index_weight.fetch_add(idx.weight(), Ordering::Relaxed);
+        self.indexes
+            .write()
+            .entry(key)
+            .or_insert_with(|| idx.clone());
+        Some(idx)
     }
 
     pub fn is_upper(&self, layer: usize) -> bool {

@@ -8,6 +8,7 @@
 pub mod config;
 mod copyup;
 mod core;
+mod dirindex;
 mod fs;
 mod idmap;
 mod inode;

@@ -8,8 +8,9 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::dirindex::{DirIndex, Probe};
 use crate::layer::Stack;
 use crate::sys::{self, Stat};
 use crate::whiteout;
@@ -21,6 +22,8 @@ pub struct LayerEntry {
     /// `O_PATH|O_NOFOLLOW` fd of the entry in that layer.
     pub fd: Arc<OwnedFd>,
     pub st: Stat,
+    /// This directory's name index (lower layers), fetched once.
+    pub index: OnceLock<Option<Arc<DirIndex>>>,
 }
 
 impl LayerEntry {
@@ -29,6 +32,20 @@ impl LayerEntry {
     }
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+    pub fn new(layer: usize, fd: Arc<OwnedFd>, st: Stat) -> Self {
+        LayerEntry {
+            layer,
+            fd,
+            st,
+            index: OnceLock::new(),
+        }
+    }
+    /// The name index of this lower-layer directory, if it has one.
+    pub fn index(&self, stack: &Stack) -> Option<Arc<DirIndex>> {
+        self.index
+            .get_or_init(|| stack.index(self.layer, self.fd(), &self.st))
+            .clone()
     }
 }
 
@@ -89,11 +106,7 @@ pub fn resolve_root(stack: &Stack) -> io::Result<Resolved> {
     let mut entries = Vec::with_capacity(stack.layers.len());
     for (i, l) in stack.layers.iter().enumerate() {
         let st = sys::stat_fd(l.root.as_fd())?;
-        entries.push(LayerEntry {
-            layer: i,
-            fd: l.root.clone(),
-            st,
-        });
+        entries.push(LayerEntry::new(i, l.root.clone(), st));
     }
     Ok(Resolved {
         generation: stack.generation,
@@ -160,17 +173,32 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn visit(&mut self, layer: usize, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Step> {
-        let st = match sys::stat_at(dir, name) {
-            Ok(st) => st,
+    fn visit(
+        &mut self,
+        layer: usize,
+        dir: BorrowedFd<'_>,
+        index: Option<Arc<DirIndex>>,
+        name: &OsStr,
+    ) -> io::Result<Step> {
+        if let Some(idx) = &index {
+            match idx.probe(name) {
+                Probe::Absent => return Ok(Step::Continue),
+                Probe::Hidden => return Ok(Step::Stop),
+                Probe::Present => {}
+            }
+        }
+        let indexed = index.is_some();
+        let fd = match sys::open_path_at(dir, name) {
+            Ok(fd) => fd,
             Err(e) if not_found(&e) => {
-                if whiteout::has_aufs_whiteout(dir, name)? {
+                if !indexed && whiteout::has_aufs_whiteout(dir, name)? {
                     return Ok(Step::Stop);
                 }
                 return Ok(Step::Continue);
             }
             Err(e) => return Err(e),
         };
+        let st = sys::stat_fd(fd.as_fd())?;
         if whiteout::is_whiteout(&st) {
             return Ok(Step::Stop);
         }
@@ -178,12 +206,6 @@ impl Builder<'_> {
             // A non-directory below a directory ends the merge.
             return Ok(Step::Stop);
         }
-        let fd = match sys::open_path_at(dir, name) {
-            Ok(fd) => fd,
-            Err(e) if not_found(&e) => return Ok(Step::Continue),
-            Err(e) => return Err(e),
-        };
-        let st = sys::stat_fd(fd.as_fd())?;
         let dir_entry = is_dir(&st);
         let mut stop = !dir_entry;
         if dir_entry {
@@ -197,11 +219,7 @@ impl Builder<'_> {
                 self.redirect = Some((layer, r));
             }
         }
-        self.entries.push(LayerEntry {
-            layer,
-            fd: Arc::new(fd),
-            st,
-        });
+        self.entries.push(LayerEntry::new(layer, Arc::new(fd), st));
         Ok(if stop { Step::Stop } else { Step::Continue })
     }
 }
@@ -224,7 +242,7 @@ pub fn lookup_child(
         if !pe.is_dir() {
             break;
         }
-        match b.visit(pe.layer, pe.fd(), name)? {
+        match b.visit(pe.layer, pe.fd(), pe.index(stack), name)? {
             Step::Continue => {}
             Step::Stop => break,
         }
@@ -260,12 +278,18 @@ fn follow_redirect(b: &mut Builder<'_>, parent: &Resolved) -> io::Result<()> {
                     return Ok(());
                 };
                 match walk_dirs(&l.root, dirs)? {
-                    Some(dir) => b.visit(layer, dir.as_fd(), OsStr::from_bytes(last))?,
+                    Some(dir) => {
+                        let dst = sys::stat_fd(dir.as_fd())?;
+                        let idx = b.stack.index(layer, dir.as_fd(), &dst);
+                        b.visit(layer, dir.as_fd(), idx, OsStr::from_bytes(last))?
+                    }
                     None => Step::Continue,
                 }
             }
             Redirect::Relative(n) => match parent.entries.iter().find(|e| e.layer == layer) {
-                Some(pe) if pe.is_dir() => b.visit(layer, pe.fd(), OsStr::from_bytes(n))?,
+                Some(pe) if pe.is_dir() => {
+                    b.visit(layer, pe.fd(), pe.index(b.stack), OsStr::from_bytes(n))?
+                }
                 _ => Step::Continue,
             },
         };
@@ -296,6 +320,13 @@ pub fn lower_has(stack: &Stack, parent: &Resolved, name: &OsStr) -> io::Result<b
     for pe in &parent.entries {
         if stack.is_upper(pe.layer) || !pe.is_dir() {
             continue;
+        }
+        if let Some(idx) = pe.index(stack) {
+            match idx.probe(name) {
+                Probe::Absent => continue,
+                Probe::Hidden => return Ok(false),
+                Probe::Present => return Ok(true),
+            }
         }
         match sys::stat_at(pe.fd(), name) {
             Ok(st) => return Ok(!whiteout::is_whiteout(&st)),

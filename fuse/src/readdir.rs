@@ -28,6 +28,26 @@ pub fn merged_entries(stack: &Stack, dir: &Resolved) -> io::Result<Vec<MergedEnt
         if !pe.is_dir() {
             break;
         }
+        if let Some(idx) = pe.index(stack) {
+            for e in &idx.entries {
+                if seen.contains(&e.name) {
+                    continue;
+                }
+                seen.insert(e.name.clone());
+                if e.whiteout {
+                    continue;
+                }
+                out.push(MergedEntry {
+                    name: e.name.clone(),
+                    layer: pe.layer,
+                    dev: pe.st.st_dev,
+                    ino: e.ino,
+                    dtype: e.dtype,
+                });
+            }
+            seen.extend(idx.aufs_hidden.iter().cloned());
+            continue;
+        }
         let raw = sys::read_dir(pe.fd())?;
         let mut hidden_below = Vec::new();
         for e in raw {
@@ -64,7 +84,6 @@ pub fn merged_entries(stack: &Stack, dir: &Resolved) -> io::Result<Vec<MergedEnt
         }
         seen.extend(hidden_below);
     }
-    let _ = stack;
     Ok(out)
 }
 
