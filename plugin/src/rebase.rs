@@ -109,11 +109,8 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
         opts.base.as_deref(),
     )?;
     let graphroot = &store.config.graphroot;
-    let mut repo = if opts.dry_run {
-        Repo::open_existing(graphroot)?
-    } else {
-        Some(Repo::open(graphroot)?)
-    };
+    // Read through an existing repository; create one only when there is something to write.
+    let mut repo = Repo::open_existing(graphroot)?;
     let diff = |id: &String| store.diff_dir(id);
     let old_bottom: Vec<PathBuf> = plan.old_base.layers.iter().map(diff).collect();
     let new_bottom: Vec<PathBuf> = plan.new_base_layers.iter().map(diff).collect();
@@ -261,6 +258,9 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
         .map(|l| l.rebased_id.clone())
         .collect();
 
+    if repo.is_none() && !opts.dry_run {
+        repo = Some(Repo::open(graphroot)?);
+    }
     let Some(repo) = repo.as_mut().filter(|_| !opts.dry_run) else {
         let dir = resolution_dir.as_ref().map(|d| {
             repo.as_ref()

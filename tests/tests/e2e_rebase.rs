@@ -1,0 +1,346 @@
+//! End-to-end rebase story on real Podman with rebasefs as the store's mount_program.
+//!
+//! base:1 -> app built FROM base:1 (adds files, deletes a base file, `adduser` in a RUN) ->
+//! container c1 running and writing -> base:2 (changed, added, removed files, a new system
+//! user) -> `rebasefs rebase app --onto base:2 --policy merge` -> `podman restart c1`: c1
+//! sees base:2, its app files and its own writes; passwd holds both users; a second
+//! container and a second image reuse the stored rebased layers (hit counts, nothing
+//! recomputed); `rebasefs mount` shows c1's tree; `rollback` brings c1 back onto base:1.
+//! Plus the errors a user can act on. Tests run one at a time (shared FUSE and runtime state).
+
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use rebasefs_tests::podman::Podman;
+use rebasefs_tests::rebase_story::{
+    build_story_images, tree_digest, Cli, InspectMount, APP, APP_VARIANT, BASE_2,
+};
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn exec(podman: &Podman, container: &str, script: &str) -> Result<String> {
+    podman.run(&["exec", container, "sh", "-c", script])
+}
+
+/// Files c1 and an inspection mount must agree on: everything the image provides.
+const IMAGE_DIRS: &[&str] = &["etc", "app", "usr", "bin", "home"];
+/// Files Podman/runc add to every container (bind mounts, the /etc/mtab link).
+fn container_specific(line: &str) -> bool {
+    ["etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"]
+        .iter()
+        .any(|p| line.ends_with(&format!("  {p}")))
+}
+
+fn hits_of(status: &Value, rebased_id: &str) -> i64 {
+    status["rebased_layers"]
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["id"] == rebased_id))
+        .and_then(|l| l["hits"].as_i64())
+        .unwrap_or(-1)
+}
+
+fn rebased_ids(report: &Value) -> Vec<String> {
+    report["layers"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l["rebased_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rebase_story_end_to_end() -> Result<()> {
+    let _serial = serial();
+    let podman = Podman::new()?;
+    build_story_images(&podman)?;
+    let cli = Cli::new(&podman);
+
+    // c1 runs on base:1 and writes.
+    podman.run(&["run", "--detach", "--name", "c1", APP])?;
+    exec(&podman, "c1", "echo 'written by c1' > /root/c1-note.txt")?;
+    assert_eq!(exec(&podman, "c1", "cat /etc/base-release")?, "base 1\n");
+
+    // Status before: app's base is base:1, found from the build annotation.
+    let status = cli.json(&["status"])?;
+    let app = status["images"]
+        .as_array()
+        .and_then(|is| is.iter().find(|i| i["name"] == APP))
+        .context("app missing from status")?;
+    assert_eq!(app["base"], "localhost/story/base:1");
+    assert_eq!(app["base_found_by"], "annotation-name");
+
+    // Dry run: a plan and a conflict report, nothing written.
+    let dry = cli.json(&[
+        "rebase",
+        APP,
+        "--onto",
+        BASE_2,
+        "--policy",
+        "merge",
+        "--dry-run",
+    ])?;
+    assert_eq!(dry["dry_run"], true);
+    ensure!(!cli.repo_db().exists(), "a dry run created the repository");
+
+    // The rebase, timed together with the restart that moves c1.
+    let started = Instant::now();
+    let report = cli.json(&["rebase", APP, "--onto", BASE_2, "--policy", "merge"])?;
+    podman.run(&["stop", "--time", "0", "c1"])?;
+    podman.run(&["start", "c1"])?;
+    let rebase_and_restart = started.elapsed();
+
+    let conflict_paths: Vec<&str> = report["conflicts"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["path"].as_str()).collect())
+        .unwrap_or_default();
+    for path in [
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+        "/etc/app-deletes-me",
+    ] {
+        ensure!(
+            conflict_paths.contains(&path),
+            "conflict report misses {path}: {conflict_paths:?}"
+        );
+    }
+    let merged: Vec<&str> = report["resolutions"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| r["how"] == "merged")
+                .filter_map(|r| r["path"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(merged, ["/etc/group", "/etc/passwd", "/etc/shadow"]);
+    ensure!(
+        report["layers"].as_array().is_some_and(|l| l.len() == 2),
+        "app has two layers"
+    );
+    ensure!(
+        report["layers"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|x| x["reused"] == false)),
+        "first rebase computed everything"
+    );
+
+    // c1 after the restart: base:2, its app files, its own writes, both users.
+    let view = exec(
+        &podman,
+        "c1",
+        "cat /etc/base-release /etc/new-in-base-2 /app/app.txt /root/c1-note.txt; \
+         test -e /etc/removed-in-base-2 || echo removed-gone; test -e /etc/app-deletes-me || echo app-delete-kept",
+    )?;
+    assert_eq!(
+        view,
+        "base 2\nadded in base 2\napp payload\nwritten by c1\nremoved-gone\napp-delete-kept\n"
+    );
+    let passwd = exec(&podman, "c1", "cat /etc/passwd")?;
+    assert_eq!(
+        passwd,
+        "root:x:0:0:root:/root:/bin/sh\nsyslog:x:101:101:syslog:/:/bin/false\n\
+         nobody:x:65534:65534:nobody:/:/bin/false\nappuser:x:1000:1000::/home/appuser:/bin/sh\n"
+    );
+    ensure!(
+        exec(&podman, "c1", "id appuser")?.contains("uid=1000"),
+        "appuser unknown"
+    );
+    // The rootfs is still served by the mount program (a FUSE mount).
+    let merged_dir = podman.run(&[
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.MergedDir}}",
+        "c1",
+    ])?;
+    podman.assert_served_by_mount_program(std::path::Path::new(merged_dir.trim()))?;
+
+    // A second container of app: served from the repository, hits counted, nothing new.
+    let ids = rebased_ids(&report);
+    let before = cli.json(&["status"])?;
+    let layers_before = before["rebased_layers"].as_array().map(Vec::len);
+    podman.run(&["run", "--detach", "--name", "c2", APP])?;
+    assert_eq!(exec(&podman, "c2", "cat /etc/base-release")?, "base 2\n");
+    let after = cli.json(&["status"])?;
+    assert_eq!(
+        after["rebased_layers"].as_array().map(Vec::len),
+        layers_before
+    );
+    for id in &ids {
+        assert_eq!(
+            hits_of(&after, id),
+            hits_of(&before, id) + 1,
+            "c2 did not reuse layer {id}"
+        );
+    }
+
+    // A second image sharing app's first layer: that layer is a repository hit.
+    let variant = cli.json(&["rebase", APP_VARIANT, "--onto", BASE_2, "--policy", "merge"])?;
+    assert_eq!(variant["base_changes_reused"], true);
+    let first = ids.first().context("no rebased layers")?;
+    let vl = variant["layers"].as_array().context("variant layers")?;
+    assert_eq!(
+        vl.first().map(|l| &l["rebased_id"]),
+        Some(&Value::from(first.as_str()))
+    );
+    assert_eq!(vl.first().map(|l| &l["reused"]), Some(&Value::Bool(true)));
+    assert_eq!(vl.get(1).map(|l| &l["reused"]), Some(&Value::Bool(false)));
+    let after_variant = cli.json(&["status"])?;
+    assert_eq!(hits_of(&after_variant, first), hits_of(&after, first) + 1);
+
+    // rebasefs mount shows the same tree c1 sees.
+    let inspect_dir = podman.work().join("inspect");
+    std::fs::create_dir_all(&inspect_dir)?;
+    let dir_arg = inspect_dir.to_string_lossy().into_owned();
+    cli.run(&[
+        "mount", APP, "--onto", BASE_2, "--policy", "merge", &dir_arg,
+    ])?;
+    let inspect = InspectMount::new(inspect_dir.clone());
+    let mounted: Vec<String> = tree_digest(&inspect_dir, IMAGE_DIRS)?
+        .into_iter()
+        .filter(|l| !container_specific(l))
+        .collect();
+    let inside: Vec<String> = exec(
+        &podman,
+        "c1",
+        &format!(
+            "cd / && find {} -xdev \\( -type f -o -type l \\) | sort | xargs sha256sum",
+            IMAGE_DIRS.join(" ")
+        ),
+    )?
+    .lines()
+    .filter(|l| !container_specific(l))
+    .map(str::to_string)
+    .collect();
+    ensure!(
+        mounted.len() > 100,
+        "inspection mount shows only {} files",
+        mounted.len()
+    );
+    let only_mounted: Vec<&String> = mounted.iter().filter(|l| !inside.contains(l)).collect();
+    let only_inside: Vec<&String> = inside.iter().filter(|l| !mounted.contains(l)).collect();
+    ensure!(
+        only_mounted.is_empty() && only_inside.is_empty(),
+        "rebasefs mount differs from c1's tree: only in the mount {only_mounted:?}, only in c1 {only_inside:?}"
+    );
+    inspect.unmount(&cli)?;
+
+    // Rollback: c1 back on base:1 at its next restart, its writes kept.
+    cli.run(&["rollback", APP])?;
+    podman.run(&["stop", "--time", "0", "c1"])?;
+    podman.run(&["start", "c1"])?;
+    assert_eq!(
+        exec(&podman, "c1", "cat /etc/base-release /root/c1-note.txt")?,
+        "base 1\nwritten by c1\n"
+    );
+    assert_eq!(
+        exec(&podman, "c1", "grep -c syslog /etc/passwd || true")?,
+        "0\n"
+    );
+    let check = cli.json(&["check"])?;
+    assert_eq!(check["ok"], true, "check: {check}");
+
+    // The classic way for the closing note: rebuild app on base:2 without cache + recreate.
+    let containerfile = rebasefs_tests::rebase_story::APP_CONTAINERFILE.replace("base:1", "base:2");
+    let started = Instant::now();
+    podman.build("localhost/story/app:2", &containerfile, &[])?;
+    podman.run(&["rm", "--force", "--time", "0", "c1"])?;
+    podman.run(&["run", "--detach", "--name", "c1", "localhost/story/app:2"])?;
+    let rebuild_and_recreate = started.elapsed();
+    eprintln!(
+        "timing: rebasefs rebase + podman restart = {} ms; podman build (fresh) + recreate = {} ms",
+        rebase_and_restart.as_millis(),
+        rebuild_and_recreate.as_millis()
+    );
+    podman.finish()
+}
+
+#[test]
+fn errors_users_can_act_on() -> Result<()> {
+    let _serial = serial();
+    let podman = Podman::new()?;
+    build_story_images(&podman)?;
+    let cli = Cli::new(&podman);
+
+    let (code, err) = cli.fail(&["rebase", "localhost/story/nosuch:1", "--onto", BASE_2])?;
+    assert_eq!(code, 1);
+    ensure!(
+        err.contains("unknown image") && err.lines().count() == 1,
+        "unclear: {err}"
+    );
+
+    // base:2 is not what app was built on.
+    let (code, err) = cli.fail(&["rebase", APP, "--base", BASE_2, "--onto", BASE_2])?;
+    assert_eq!(code, 1);
+    ensure!(err.contains("not a prefix"), "unclear: {err}");
+
+    // refuse: conflicts abort, nothing is written.
+    let (code, err) = cli.fail(&["rebase", APP, "--onto", BASE_2, "--policy", "refuse"])?;
+    assert_eq!(code, 1);
+    ensure!(
+        err.contains("refusing") && err.contains("/etc/passwd"),
+        "unclear: {err}"
+    );
+    ensure!(
+        !cli.repo_db().exists(),
+        "a refused rebase created the repository"
+    );
+
+    let (code, err) = cli.fail(&["rebase", APP, "--onto", BASE_2, "--policy", "sideways"])?;
+    assert_eq!(code, 1);
+    ensure!(err.contains("invalid policy"), "unclear: {err}");
+
+    // A writer holding containers-storage's layers lock: reported, not waited on forever.
+    let lock_path = podman.root().join("overlay-layers/layers.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)?;
+    let request = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(
+        lock_file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETLK(&request),
+    )?;
+    let mut command = cli.command(&["rebase", APP, "--onto", BASE_2]);
+    command.env("REBASEFS_LOCK_TIMEOUT_MS", "300");
+    let out = cli.output_with(command)?;
+    drop(lock_file);
+    ensure!(
+        !out.success(),
+        "rebase ran while the store was write-locked"
+    );
+    ensure!(out.stderr.contains("locked"), "unclear: {}", out.stderr);
+
+    // A corrupt repository: a clear message, and the mount program still serves the original.
+    cli.run(&["rebase", APP, "--onto", BASE_2, "--policy", "merge"])?;
+    std::fs::write(cli.repo_db(), vec![0x5au8; 16384])?;
+    for wal in ["repo.db-wal", "repo.db-shm"] {
+        let _ = std::fs::remove_file(podman.root().join("rebasefs").join(wal));
+    }
+    let (code, err) = cli.fail(&["status"])?;
+    assert_eq!(code, 1);
+    ensure!(err.contains("corrupt"), "unclear: {err}");
+    let view = podman.run(&["run", "--rm", APP, "cat", "/etc/base-release"])?;
+    assert_eq!(
+        view, "base 1\n",
+        "a corrupt repository must fall back to the original stack"
+    );
+    podman.finish()
+}
