@@ -32,6 +32,10 @@ impl Overlay {
         let pres = self.copy_up(&parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let top = res.top().ok_or(Errno::ENOENT)?;
+        if !top.is_dir() && top.st.st_nlink > 1 {
+            node.lower_links
+                .store(top.st.st_nlink as u32, std::sync::atomic::Ordering::Relaxed);
+        }
         let work = self.work(&stack)?;
         let tmp = self.tmp_name();
         if let Err(e) = copy_entry(top, work.as_fd(), &tmp) {

@@ -160,6 +160,15 @@ impl Overlay {
         let st = sys::stat_fd(top.fd()).map_err(errno)?;
         let merged = lookup::is_dir(&st) && res.entries.len() > 1;
         let mut a = idmap::file_attr(node.id, &st, merged, &self.ids);
+        let links = node.lower_links.load(Ordering::Relaxed);
+        if links > 1 && !lookup::is_dir(&st) {
+            let up = res.upper(&self.stack()).is_some();
+            let gone = node.lower_links_gone.load(Ordering::Relaxed);
+            if up {
+                // The upper copy's own links plus the lower names not yet replaced.
+                a.nlink = (a.nlink + links - 1).saturating_sub(gone);
+            }
+        }
         let unlinked = node.state.lock().unlinked;
         if unlinked && !lookup::is_dir(&st) {
             a.nlink = 0;

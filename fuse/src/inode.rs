@@ -38,6 +38,11 @@ pub struct Node {
     pub state: Mutex<NodeState>,
     /// Serialises copy-up and passthrough backing setup of this node.
     pub io: Mutex<NodeIo>,
+    /// Hard links: how many names the lower file had when it was copied up (0: not a
+    /// copied-up hard link), and how many of its lower-only names were removed since.
+    /// Kernel overlay (`index=on`) counts the lower names still reaching the copy.
+    pub lower_links: std::sync::atomic::AtomicU32,
+    pub lower_links_gone: std::sync::atomic::AtomicU32,
 }
 
 /// Per-node open-file bookkeeping (passthrough backing ids must be shared per inode).
@@ -168,6 +173,8 @@ impl NodeTable {
                 unlinked: false,
             }),
             io: Mutex::new(NodeIo::default()),
+            lower_links: Default::default(),
+            lower_links_gone: Default::default(),
         });
         self.shard(ROOT_ID).write().insert(ROOT_ID, node);
     }
@@ -219,6 +226,8 @@ impl NodeTable {
                             unlinked: false,
                         }),
                         io: Mutex::new(NodeIo::default()),
+                        lower_links: Default::default(),
+                        lower_links_gone: Default::default(),
                     });
                     shard.insert(id, n.clone());
                     return n;

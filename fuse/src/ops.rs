@@ -287,7 +287,15 @@ impl Overlay {
                 }
                 sys::unlink_at(pupper.fd(), name, dir).map_err(errno)?;
             }
-            (None, _) => whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?,
+            (None, _) => {
+                whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?;
+                if let Some(n) = &node {
+                    if n.lower_links.load(std::sync::atomic::Ordering::Relaxed) > 1 {
+                        n.lower_links_gone
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
         }
         if let Some(n) = node {
             let mut s = n.state.lock();
