@@ -1,0 +1,401 @@
+//! The mount-program contract of the built binary (`REBASEFS_BIN`, default the workspace's
+//! rebasefs), driven the way containers-storage and people drive it: exit 0 only once the
+//! mount is live; bad input is one line on stderr, exit 2, nothing mounted, no daemon left;
+//! both lower path forms, escapes and quoting; every unmount style ends the daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use rebasefs_tests::podman::host::{self, CommandOutput};
+use rebasefs_tests::podman::mount_program;
+
+/// A scratch tree with layers and a mountpoint; unmounts and kills what is left on drop.
+struct Scratch {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("rebasefs-cli-")
+            .tempdir()
+            .context("creating a scratch dir")?;
+        for sub in ["lower1", "lower2", "upper", "work", "mnt", "out"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        std::fs::write(dir.path().join("lower2/base.txt"), "base\n")?;
+        std::fs::write(dir.path().join("lower2/shadowed.txt"), "lower2\n")?;
+        std::fs::write(dir.path().join("lower1/shadowed.txt"), "lower1\n")?;
+        std::fs::write(dir.path().join("lower1/top.txt"), "top\n")?;
+        Ok(Self {
+            dir,
+            bin: mount_program()?,
+        })
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn mnt(&self) -> PathBuf {
+        self.path("mnt")
+    }
+
+    /// The standard read-write option string over lower1:lower2.
+    fn rw_options(&self) -> String {
+        format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            self.path("lower1").display(),
+            self.path("lower2").display(),
+            self.path("upper").display(),
+            self.path("work").display()
+        )
+    }
+
+    /// Runs the mount program with `args` in `cwd`.
+    fn run(&self, args: &[&str], cwd: &Path) -> Result<CommandOutput> {
+        let mut command = Command::new(&self.bin);
+        command.args(args).current_dir(cwd);
+        host::run_with_timeout(command, Duration::from_secs(30), &self.path("out"))
+    }
+
+    fn mounts(&self) -> Vec<host::MountEntry> {
+        host::mounts_under(self.dir.path()).unwrap_or_default()
+    }
+
+    fn daemons(&self) -> Vec<host::ProcessInfo> {
+        host::processes_mentioning(&self.dir.path().to_string_lossy())
+            .into_iter()
+            .filter(|p| p.exe.as_deref() == Some(self.bin.as_path()))
+            .collect()
+    }
+
+    /// Waits until nothing of this scratch tree is mounted or served.
+    fn assert_nothing_left(&self) -> Result<()> {
+        let mounts = host::wait_until_empty(Duration::from_secs(10), || self.mounts());
+        let daemons = host::wait_until_empty(Duration::from_secs(10), || self.daemons());
+        ensure!(
+            mounts.is_empty() && daemons.is_empty(),
+            "left behind: mounts {mounts:?}, daemons {daemons:?}"
+        );
+        Ok(())
+    }
+
+    fn assert_mounted(&self) -> Result<host::MountEntry> {
+        let entry = self
+            .mounts()
+            .into_iter()
+            .rfind(|m| m.mount_point == self.mnt())
+            .context("the mountpoint is not mounted")?;
+        ensure!(
+            entry.fs_type.starts_with("fuse"),
+            "not a FUSE mount: {}",
+            entry.line
+        );
+        ensure!(!self.daemons().is_empty(), "mounted but no daemon runs");
+        Ok(entry)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
+        for mount in mounts {
+            let _ = nix::mount::umount2(&mount.mount_point, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for daemon in self.daemons() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(daemon.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    ensure!(status.success(), "{program} {args:?} failed: {status}");
+    Ok(())
+}
+
+#[test]
+fn help_and_version_exit_zero() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let help = scratch.run(&["--help"], scratch.dir.path())?;
+    ensure!(
+        help.success() && help.stdout.contains("lowerdir="),
+        "{help:?}"
+    );
+    let version = scratch.run(&["--version"], scratch.dir.path())?;
+    ensure!(
+        version.success() && version.stdout.starts_with("rebasefs "),
+        "{version:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_invocations_fail_with_one_line_and_leave_nothing() -> Result<()> {
+    let scratch = Scratch::new()?;
+    std::fs::write(scratch.path("a-file"), "x")?;
+    let lower = scratch.path("lower1").display().to_string();
+    let mnt = scratch.mnt().display().to_string();
+    let upper = scratch.path("upper").display().to_string();
+    let work = scratch.path("work").display().to_string();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("no options", vec![mnt.clone()]),
+        (
+            "no mountpoint",
+            vec!["-o".into(), format!("lowerdir={lower}")],
+        ),
+        (
+            "missing lowerdir",
+            vec![
+                "-o".into(),
+                format!("upperdir={upper},workdir={work}"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "missing layer",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower}:/nonexistent/layer"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "layer is a file",
+            vec![
+                "-o".into(),
+                format!("lowerdir={}", scratch.path("a-file").display()),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "missing mountpoint",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower}"),
+                scratch.path("no-such-mnt").display().to_string(),
+            ],
+        ),
+        (
+            "upperdir without workdir",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower},upperdir={upper}"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "missing upperdir",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower},upperdir=/nonexistent/u,workdir={work}"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "bad uidmapping",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower},uidmapping=0:1"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "bad xattr_permissions",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower},xattr_permissions=7"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "unbalanced quote",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower},context=\"a,b"),
+                mnt.clone(),
+            ],
+        ),
+        (
+            "unknown flag",
+            vec![
+                "-x".into(),
+                "-o".into(),
+                format!("lowerdir={lower}"),
+                mnt.clone(),
+            ],
+        ),
+    ];
+    for (what, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = scratch.run(&args, scratch.dir.path())?;
+        ensure!(
+            output.status.code() == Some(2),
+            "{what}: exit {:?}, stderr {:?}",
+            output.status.code(),
+            output.stderr
+        );
+        let lines: Vec<&str> = output.stderr.lines().collect();
+        ensure!(
+            lines.len() == 1 && lines.first().is_some_and(|l| l.starts_with("rebasefs: ")),
+            "{what}: stderr must be one rebasefs line, got {:?}",
+            output.stderr
+        );
+        ensure!(scratch.mounts().is_empty(), "{what}: something got mounted");
+    }
+    scratch.assert_nothing_left()
+}
+
+#[test]
+fn daemonizes_only_once_live_and_fusermount_ends_it() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let options = scratch.rw_options();
+    let mnt = scratch.mnt().display().to_string();
+    let output = scratch.run(&["-o", &options, &mnt], Path::new("/"))?;
+    ensure!(output.success(), "mount failed: {output:?}");
+    // Exit 0 means live: no polling allowed here.
+    scratch.assert_mounted()?;
+    assert_eq!(read(&scratch.mnt().join("shadowed.txt"))?, "lower1\n");
+    assert_eq!(read(&scratch.mnt().join("base.txt"))?, "base\n");
+    std::fs::write(scratch.mnt().join("new.txt"), "new\n")?;
+    assert_eq!(read(&scratch.path("upper/new.txt"))?, "new\n");
+    run_tool("fusermount3", &["-u", &mnt])?;
+    scratch.assert_nothing_left()
+}
+
+#[test]
+fn umount_lazy_umount_and_sigterm_end_the_daemon() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let options = scratch.rw_options();
+    let mnt = scratch.mnt().display().to_string();
+    for style in ["umount", "umount -l", "SIGTERM"] {
+        let output = scratch.run(&["-o", &options, &mnt], Path::new("/"))?;
+        ensure!(output.success(), "{style}: mount failed: {output:?}");
+        scratch.assert_mounted()?;
+        match style {
+            "umount" => run_tool("umount", &[&mnt])?,
+            "umount -l" => run_tool("umount", &["-l", &mnt])?,
+            _ => {
+                for daemon in scratch.daemons() {
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(daemon.pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    )?;
+                }
+            }
+        }
+        scratch
+            .assert_nothing_left()
+            .with_context(|| format!("after {style}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn foreground_mode_exits_zero_when_unmounted() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let options = scratch.rw_options();
+    let mut child = Command::new(&scratch.bin)
+        .args(["-f", "-o", &options])
+        .arg(scratch.mnt())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("starting rebasefs -f")?;
+    let mounted = host::wait_until_empty(Duration::from_secs(20), || {
+        if scratch.mounts().is_empty() {
+            vec![()]
+        } else {
+            Vec::new()
+        }
+    });
+    if !mounted.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("rebasefs -f did not mount within 20s");
+    }
+    ensure!(
+        child.try_wait()?.is_none(),
+        "rebasefs -f returned while mounted"
+    );
+    assert_eq!(read(&scratch.mnt().join("top.txt"))?, "top\n");
+    run_tool("fusermount3", &["-u", &scratch.mnt().display().to_string()])?;
+    let status = child.wait()?;
+    ensure!(status.success(), "rebasefs -f exited with {status}");
+    scratch.assert_nothing_left()
+}
+
+#[test]
+fn containers_storage_layer_forms_escapes_and_options() -> Result<()> {
+    let scratch = Scratch::new()?;
+    // <home>/<id>/diff layers with l/<short> links, as containers-storage lays them out.
+    let home = scratch.path("overlay");
+    for (id, file) in [("aaa", "from-aaa"), ("b:b", "from-bb")] {
+        let diff = home.join(id).join("diff");
+        std::fs::create_dir_all(&diff)?;
+        std::fs::write(diff.join(file), format!("{id}\n"))?;
+    }
+    std::fs::create_dir_all(home.join("l"))?;
+    std::os::unix::fs::symlink("../aaa/diff", home.join("l/SHORTA"))?;
+    std::fs::create_dir_all(home.join("ctr/diff"))?;
+    std::fs::create_dir_all(home.join("ctr/work"))?;
+    std::fs::create_dir_all(home.join("ctr/merged"))?;
+    // Relative short link (cwd = <home>), then a full path with an escaped colon.
+    let options = format!(
+        "lowerdir=l/SHORTA:{}/b\\:b/diff,upperdir={}/ctr/diff,workdir={}/ctr/work,\
+         context=\"system_u:object_r:container_file_t:s0:c1,c2\",xattr_permissions=0,volatile,\
+         fsync=0,timeout=1,rw,dev,suid,exec,noatime,allow_other,default_permissions,some_future_option=1",
+        home.display(),
+        home.display(),
+        home.display()
+    );
+    let output = scratch.run(&["-o", &options, "ctr/merged"], &home)?;
+    ensure!(output.success(), "mount failed: {output:?}");
+    ensure!(
+        output.stderr.lines().count() == 1 && output.stderr.contains("some_future_option"),
+        "expected one warning about the unknown option, got {:?}",
+        output.stderr
+    );
+    let merged = home.join("ctr/merged");
+    assert_eq!(read(&merged.join("from-aaa"))?, "aaa\n");
+    assert_eq!(read(&merged.join("from-bb"))?, "b:b\n");
+    run_tool("fusermount3", &["-u", &merged.display().to_string()])?;
+    scratch.assert_nothing_left()
+}
+
+#[test]
+fn no_upperdir_is_read_only() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let options = format!(
+        "lowerdir={}:{}",
+        scratch.path("lower1").display(),
+        scratch.path("lower2").display()
+    );
+    let mnt = scratch.mnt().display().to_string();
+    let output = scratch.run(&["-o", &options, &mnt], Path::new("/"))?;
+    ensure!(output.success(), "mount failed: {output:?}");
+    assert_eq!(read(&scratch.mnt().join("shadowed.txt"))?, "lower1\n");
+    match std::fs::write(scratch.mnt().join("x"), "x") {
+        Ok(()) => bail!("wrote into a mount without upperdir"),
+        Err(error) => ensure!(
+            error.raw_os_error() == Some(libc::EROFS),
+            "expected EROFS, got {error}"
+        ),
+    }
+    run_tool("fusermount3", &["-u", &mnt])?;
+    scratch.assert_nothing_left()
+}
