@@ -133,3 +133,31 @@ pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
     }
     Ok(new_spec)
 }
+
+/// The control socket of the daemon serving `mountpoint` for a store at `graphroot`:
+/// `<graphroot>/rebasefs/sockets/<sha256(mountpoint)[..16]>.sock`.
+pub fn refresh_socket(graphroot: &Path, mountpoint: &Path) -> PathBuf {
+    let digest = crate::chain::sha256_hex(mountpoint.as_os_str().as_encoded_bytes());
+    crate::repo::home(graphroot)
+        .join("sockets")
+        .join(format!("{}.sock", digest.get(..16).unwrap_or(&digest)))
+}
+
+/// The graphroot a container-storage mountpoint (`<graphroot>/overlay/<id>/merged`) belongs to.
+pub fn graphroot_of_mountpoint(mountpoint: &Path) -> Option<PathBuf> {
+    if mountpoint.file_name()? != "merged" {
+        return None;
+    }
+    let home = mountpoint.parent()?.parent()?;
+    if home.file_name()? != "overlay" {
+        return None;
+    }
+    Some(home.parent()?.to_path_buf())
+}
+
+/// The request a hook sends and the answers a daemon gives on the control socket.
+pub mod refresh {
+    pub const REQUEST: &str = "refresh\n";
+    pub const SWAPPED: &str = "swapped";
+    pub const UNCHANGED: &str = "unchanged";
+}

@@ -4,6 +4,7 @@
 //! `--root`/`--runroot` override it. Every failure is one line on stderr and exit code 1
 //! (2 for bad usage); `--format json` prints machine-readable results on stdout.
 
+mod hook;
 mod maintenance;
 mod mount;
 mod output;
@@ -19,7 +20,7 @@ use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 
 /// Subcommands this binary answers to; anything else is the mount-program grammar.
 const SUBCOMMANDS: &[&str] = &[
-    "status", "rebase", "rollback", "mount", "umount", "gc", "check", "help",
+    "status", "rebase", "rollback", "mount", "umount", "gc", "check", "hook", "help",
 ];
 
 /// True when argv names a subcommand rather than mount-program options.
@@ -87,6 +88,9 @@ enum Command {
     Gc,
     /// Check the repository's integrity and its agreement with the store.
     Check,
+    /// OCI hook (createRuntime): move a (re)starting container onto its assigned stack.
+    #[command(hide = true)]
+    Hook,
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -107,6 +111,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Umount { dir } => mount::umount(dir),
         Command::Gc => maintenance::gc(&cli.global),
         Command::Check => maintenance::check(&cli.global),
+        Command::Hook => hook::run(),
     };
     match result {
         Ok(code) => code,

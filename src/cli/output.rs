@@ -13,8 +13,13 @@ pub fn short(id: &str) -> &str {
     short_id(id)
 }
 
-/// Prints rows as columns separated by two spaces.
+/// Prints rows as columns separated by two spaces, indented by two.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    table_at(2, header, rows)
+}
+
+/// Prints rows as columns separated by two spaces, indented by `indent`.
+pub fn table_at(indent: usize, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -33,7 +38,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("  {}", out.trim_end());
+        println!("{:indent$}{}", "", out.trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {

@@ -113,7 +113,7 @@ fn print_report(r: &RebaseReport) {
                 ]
             })
             .collect();
-        output::table(&["  PATH", "BASE UPDATE", "APP", "WHERE"], &indent(rows));
+        output::table_at(4, &["PATH", "BASE UPDATE", "APP", "WHERE"], &rows);
         println!("  resolutions (policy: {}):", r.policy);
         for res in &r.resolutions {
             println!("    {:<24} {}", res.path, describe(&res.how));
@@ -139,17 +139,6 @@ fn print_report(r: &RebaseReport) {
         None => println!("  dry run: nothing recorded"),
     }
     println!("  done in {} ms", r.elapsed_ms);
-}
-
-fn indent(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
-    rows.into_iter()
-        .map(|mut row| {
-            if let Some(first) = row.first_mut() {
-                *first = format!("  {first}");
-            }
-            row
-        })
-        .collect()
 }
 
 fn json_word<T: rebasefs_plugin::serde::Serialize>(v: &T) -> String {

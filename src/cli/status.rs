@@ -19,9 +19,11 @@ pub fn run(global: &Global) -> anyhow::Result<i32> {
     }
     println!("\nImages:");
     let dash = || "-".to_string();
+    // Untagged images (build-cache intermediates) only when rebased; JSON lists them all.
     let rows: Vec<Vec<String>> = s
         .images
         .iter()
+        .filter(|i| i.name != i.id || i.rebased_onto.is_some())
         .map(|i| {
             vec![
                 i.name.clone(),

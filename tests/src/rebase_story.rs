@@ -280,3 +280,21 @@ pub fn tree_digest(root: &Path, dirs: &[&str]) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect())
 }
+
+/// Writes an OCI hooks directory with `rebasefs hook` at stage precreate; returns it.
+pub fn hooks_dir(podman: &Podman) -> Result<PathBuf> {
+    let dir = podman.dir().join("hooks.d");
+    std::fs::create_dir_all(&dir)?;
+    let hook = serde_json::json!({
+        "version": "1.0.0",
+        "hook": {
+            "path": podman.mount_program_path(),
+            "args": ["rebasefs", "hook"],
+            "timeout": 30
+        },
+        "when": { "always": true },
+        "stages": ["precreate"]
+    });
+    std::fs::write(dir.join("rebasefs.json"), serde_json::to_vec_pretty(&hook)?)?;
+    Ok(dir)
+}

@@ -344,3 +344,46 @@ fn errors_users_can_act_on() -> Result<()> {
     );
     podman.finish()
 }
+
+/// `podman restart` keeps the rootfs mounted, so the move happens through the OCI hook:
+/// the daemon serving c1 swaps its stack before the container process starts.
+#[test]
+#[ignore = "needs src/mount_program.rs to call stack_rewrite::watch after Mount::new"]
+fn podman_restart_moves_the_container_through_the_hook() -> Result<()> {
+    let _serial = serial();
+    let podman = Podman::new()?;
+    build_story_images(&podman)?;
+    let cli = Cli::new(&podman);
+    let hooks = rebasefs_tests::rebase_story::hooks_dir(&podman)?;
+    let hooks = hooks.to_string_lossy().into_owned();
+    let with_hooks = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["--hooks-dir", hooks.as_str()];
+        all.extend_from_slice(args);
+        podman.run(&all)
+    };
+    with_hooks(&["run", "--detach", "--name", "c1", APP])?;
+    exec(&podman, "c1", "echo 'written by c1' > /root/c1-note.txt")?;
+    cli.run(&["rebase", APP, "--onto", BASE_2, "--policy", "merge"])?;
+    // Still base 1 while running: nothing changes under a running container.
+    assert_eq!(exec(&podman, "c1", "cat /etc/base-release")?, "base 1\n");
+    with_hooks(&["restart", "--time", "0", "c1"])?;
+    assert_eq!(
+        exec(
+            &podman,
+            "c1",
+            "cat /etc/base-release /root/c1-note.txt; grep -c syslog /etc/passwd"
+        )?,
+        "base 2\nwritten by c1\n1\n"
+    );
+    cli.run(&["rollback", APP])?;
+    with_hooks(&["restart", "--time", "0", "c1"])?;
+    assert_eq!(
+        exec(
+            &podman,
+            "c1",
+            "cat /etc/base-release /root/c1-note.txt; grep -c syslog /etc/passwd || true"
+        )?,
+        "base 1\nwritten by c1\n0\n"
+    );
+    podman.finish()
+}
