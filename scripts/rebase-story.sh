@@ -53,11 +53,11 @@ pod() {
 # otherwise stop + start (which unmounts and mounts the rootfs again).
 restart() {
   if ls "$store/root/rebasefs/sockets/"*.sock >/dev/null 2>&1; then
-    show pod restart --time 0 "$1" >/dev/null
+    show pod restart --time 0 "$1"
   else
     echo "(this mount program has no refresh socket: stop + start instead of restart)"
-    show pod stop --time 0 "$1" >/dev/null
-    show pod start "$1" >/dev/null
+    show pod stop --time 0 "$1"
+    show pod start "$1"
   fi
 }
 rebasefs() { "$bin" "$@"; }
@@ -214,8 +214,13 @@ echo "podman build --no-cache + recreate container: ${rebuild_ms} ms (container 
 
 step "11. clean up"
 pod rm --all --force --time 0 >/dev/null
-sleep 0.5
-left=$(grep -cF " $store/" /proc/self/mountinfo || true)
+# Daemons exit once their mount is gone; give them a moment.
+for _ in $(seq 50); do
+  left=$(grep -cF " $store/" /proc/self/mountinfo || true)
+  [ "$left" = 0 ] && break
+  sleep 0.2
+done
+grep -F " $store/" /proc/self/mountinfo || true
 echo "mounts of the story store left: $left"
 [ "$left" = 0 ] || fail "mounts left behind"
 echo "rebase-story: done"
