@@ -1,0 +1,308 @@
+//! The rebase engine against a containers-storage tree written by hand in a temp dir:
+//! plan, conflicts, merge, the repository's reuse, the mount program's lookup (both lower
+//! path forms), rollback, check and gc. (Real Podman stores are covered by the e2e suite.)
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rebasefs_plugin::chain;
+use rebasefs_plugin::maintenance;
+use rebasefs_plugin::rebase::{self, NoProgress, Options};
+use rebasefs_plugin::resolve::Policy;
+use rebasefs_plugin::serve::{self, StackSpec};
+use rebasefs_plugin::storage::bigdata::file_name;
+use rebasefs_plugin::storage::{StorageConfig, Store};
+use serde_json::json;
+
+struct Fake {
+    root: PathBuf,
+    layers: Vec<serde_json::Value>,
+    images: Vec<serde_json::Value>,
+    shorts: usize,
+}
+
+impl Fake {
+    fn new(root: &Path) -> Self {
+        for d in [
+            "overlay/l",
+            "overlay-layers",
+            "overlay-images",
+            "overlay-containers",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Self {
+            root: root.to_path_buf(),
+            layers: vec![],
+            images: vec![],
+            shorts: 0,
+        }
+    }
+
+    /// Adds a layer with `files` (`.wh.` names literal) on `parent`; returns its id.
+    fn layer(&mut self, parent: Option<&str>, files: &[(&str, &str)]) -> String {
+        let diff_id = chain::sha256_hex(format!("{parent:?}{files:?}").as_bytes());
+        let id = chain::layer_id(parent, &diff_id);
+        let diff = self.root.join("overlay").join(&id).join("diff");
+        fs::create_dir_all(&diff).unwrap();
+        for (path, text) in files {
+            let p = diff.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        self.shorts += 1;
+        let short = format!("SHORT{:021}", self.shorts);
+        std::os::unix::fs::symlink(
+            format!("../{id}/diff"),
+            self.root.join("overlay/l").join(short),
+        )
+        .unwrap();
+        let mut layer = json!({"id": id, "diff-digest": format!("sha256:{diff_id}")});
+        if let Some(p) = parent {
+            layer["parent"] = json!(p);
+        }
+        self.layers.push(layer);
+        id
+    }
+
+    fn image(&mut self, name: &str, top: &str, base_name: Option<&str>) -> String {
+        let id = chain::sha256_hex(format!("image {name} {top}").as_bytes());
+        let dir = self.root.join("overlay-images").join(&id);
+        fs::create_dir_all(&dir).unwrap();
+        let config_digest = format!("sha256:{}", chain::sha256_hex(id.as_bytes()));
+        let mut manifest =
+            json!({"schemaVersion": 2, "config": {"digest": config_digest}, "layers": []});
+        if let Some(b) = base_name {
+            manifest["annotations"] = json!({"org.opencontainers.image.base.name": b});
+        }
+        fs::write(dir.join("manifest"), manifest.to_string()).unwrap();
+        fs::write(
+            dir.join(file_name(&config_digest)),
+            json!({"os": "linux", "architecture": "amd64"}).to_string(),
+        )
+        .unwrap();
+        self.images
+            .push(json!({"id": id, "names": [name], "layer": top}));
+        id
+    }
+
+    fn save(&self) {
+        fs::write(
+            self.root.join("overlay-layers/layers.json"),
+            json!(self.layers).to_string(),
+        )
+        .unwrap();
+        fs::write(
+            self.root.join("overlay-images/images.json"),
+            json!(self.images).to_string(),
+        )
+        .unwrap();
+    }
+
+    fn store(&self) -> Store {
+        Store::open(StorageConfig {
+            graphroot: self.root.clone(),
+            runroot: self.root.join("run"),
+            driver: "overlay".into(),
+        })
+        .unwrap()
+    }
+
+    fn short_link_of(&self, id: &str) -> PathBuf {
+        for entry in fs::read_dir(self.root.join("overlay/l")).unwrap() {
+            let p = entry.unwrap().path();
+            if fs::read_link(&p).unwrap() == Path::new(&format!("../{id}/diff")) {
+                return p;
+            }
+        }
+        panic!("no short link for {id}");
+    }
+}
+
+const PASSWD_1: &str = "root:x:0:0::/root:/bin/sh\n";
+const PASSWD_2: &str = "root:x:0:0::/root:/bin/sh\nsys:x:101:101::/:/bin/false\n";
+const PASSWD_APP: &str = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+
+#[test]
+fn rebase_reuse_serve_rollback_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let b = fake.layer(
+        None,
+        &[
+            ("etc/passwd", PASSWD_1),
+            ("etc/release", "1"),
+            ("etc/gone-in-2", "x"),
+        ],
+    );
+    let n = fake.layer(None, &[("etc/passwd", PASSWD_2), ("etc/release", "2")]);
+    let a1 = fake.layer(Some(&b), &[("app/bin", "app"), ("etc/.wh.gone-in-2", "")]);
+    let a2 = fake.layer(Some(&a1), &[("etc/passwd", PASSWD_APP)]);
+    let a2b = fake.layer(Some(&a1), &[("app/other", "other")]);
+    fake.image("localhost/base:1", &b, None);
+    fake.image("localhost/base:2", &n, None);
+    let app = fake.image("localhost/app:1", &a2, Some("localhost/base:1"));
+    fake.image("localhost/variant:1", &a2b, Some("localhost/base:1"));
+    fake.save();
+    let store = fake.store();
+
+    // refuse: conflicts abort and nothing is written.
+    let refuse = Options {
+        image: "app:1".into(),
+        onto: Some("base:2".into()),
+        policy: Policy::parse(&["refuse"]).unwrap(),
+        assign: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        rebase::rebase(&store, &refuse, &NoProgress),
+        Err(rebasefs_plugin::Error::Refused { .. })
+    ));
+    assert!(
+        !tmp.path().join("rebasefs").exists(),
+        "refused rebase wrote something"
+    );
+
+    let opts = Options {
+        policy: Policy::parse(&["merge"]).unwrap(),
+        ..refuse.clone()
+    };
+    let report = rebase::rebase(&store, &opts, &NoProgress).unwrap();
+    let paths: Vec<&str> = report.conflicts.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, ["/etc/gone-in-2", "/etc/passwd"]);
+    let rebased_a1 = chain::layer_id(
+        Some(&n),
+        &chain::sha256_hex(
+            format!(
+                "{:?}{:?}",
+                Some(&b),
+                [("app/bin", "app"), ("etc/.wh.gone-in-2", "")]
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(report.layers[0].rebased_id, rebased_a1);
+    assert!(report.layers.iter().all(|l| !l.reused));
+    let resolution = report.lowers[0].clone();
+    assert_eq!(fs::read_to_string(resolution.join("etc/passwd")).unwrap(),
+        "root:x:0:0::/root:/bin/sh\nsys:x:101:101::/:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n");
+    let diff = |id: &str| tmp.path().join("overlay").join(id).join("diff");
+    assert_eq!(report.lowers[1..], [diff(&a2), diff(&a1), diff(&n)]);
+
+    // The mount program, asked for the original chain in the short-link form, gets the rebased stack.
+    let container_layer = fake.layer(Some(&a2), &[]);
+    let asked = StackSpec {
+        lowers: [&a2, &a1, &b]
+            .iter()
+            .map(|id| fake.short_link_of(id))
+            .collect(),
+        upper: Some(diff(&container_layer)),
+        work: Some(
+            tmp.path()
+                .join("overlay")
+                .join(&container_layer)
+                .join("work"),
+        ),
+    };
+    let served = serve::rewrite_stack(&asked)
+        .unwrap()
+        .expect("rebased stack");
+    assert_eq!(served.lowers, report.lowers);
+    assert_eq!(served.upper, asked.upper);
+    // ...and in the full-path form too; a different chain is left alone.
+    let full = StackSpec {
+        lowers: vec![diff(&a2), diff(&a1), diff(&b)],
+        upper: None,
+        work: None,
+    };
+    assert_eq!(
+        serve::rewrite_stack(&full).unwrap().map(|s| s.lowers),
+        Some(report.lowers.clone())
+    );
+    let other = StackSpec {
+        lowers: vec![diff(&a1), diff(&b)],
+        upper: None,
+        work: None,
+    };
+    assert_eq!(serve::rewrite_stack(&other).unwrap(), None);
+
+    // A second image sharing A1: the base comparison and A1 come from the repository.
+    let variant = Options {
+        image: "variant:1".into(),
+        ..opts.clone()
+    };
+    let second = rebase::rebase(&store, &variant, &NoProgress).unwrap();
+    assert!(second.base_changes_reused);
+    assert!(second.layers[0].reused && !second.layers[1].reused);
+    let status = rebasefs_plugin::status::status(&store).unwrap();
+    let hits = |id: &str| {
+        status
+            .rebased_layers
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.hits)
+    };
+    assert_eq!(
+        hits(&rebased_a1),
+        Some(2),
+        "one container mount + one reuse by the variant"
+    );
+
+    // Rollback: the mount program serves the original again.
+    let (_, back) = rebase::rollback(&store, "app:1").unwrap();
+    assert!(back.is_none());
+    assert_eq!(serve::rewrite_stack(&asked).unwrap(), None);
+    assert!(matches!(
+        rebase::rollback(&store, "app:1"),
+        Err(rebasefs_plugin::Error::NothingToRollBack(_))
+    ));
+
+    let check = maintenance::check(&store).unwrap();
+    assert!(check.ok(), "{:?}", check.problems);
+    // Stacks stay while history can still use them; an image that disappears lets gc drop them.
+    let mut fake2 = fake;
+    fake2.images.retain(|i| i["id"] != json!(app));
+    fake2.save();
+    let gc = maintenance::gc(&fake2.store()).unwrap();
+    assert!(
+        gc.stacks_removed >= 1 && gc.directories_removed >= 1,
+        "{gc:?}"
+    );
+    assert!(!resolution.exists());
+    assert!(maintenance::check(&fake2.store()).unwrap().ok());
+}
+
+#[test]
+fn unknown_image_and_wrong_base_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let b = fake.layer(None, &[("etc/release", "1")]);
+    let other = fake.layer(None, &[("etc/release", "other")]);
+    let a = fake.layer(Some(&b), &[("app/x", "x")]);
+    fake.image("localhost/base:1", &b, None);
+    fake.image("localhost/other:1", &other, None);
+    fake.image("localhost/app:1", &a, None);
+    fake.save();
+    let store = fake.store();
+    let opts = |image: &str, base: Option<&str>| Options {
+        image: image.into(),
+        onto: Some("other:1".into()),
+        base: base.map(str::to_string),
+        ..Default::default()
+    };
+    assert!(matches!(
+        rebase::rebase(&store, &opts("nope", None), &NoProgress),
+        Err(rebasefs_plugin::Error::UnknownImage(_))
+    ));
+    assert!(matches!(
+        rebase::rebase(&store, &opts("app:1", Some("other:1")), &NoProgress),
+        Err(rebasefs_plugin::Error::NotAPrefix { .. })
+    ));
+    // No annotation: the longest tagged prefix is the base.
+    let plan = rebasefs_plugin::plan::make(&store, "app:1", Some("other:1"), None).unwrap();
+    assert_eq!(plan.old_base.display, "localhost/base:1");
+    assert_eq!(
+        plan.old_base.found,
+        rebasefs_plugin::base::Found::LongestPrefix
+    );
+}
