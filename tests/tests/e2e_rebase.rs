@@ -166,6 +166,13 @@ fn rebase_story_end_to_end() -> Result<()> {
     ])?;
     podman.assert_served_by_mount_program(std::path::Path::new(merged_dir.trim()))?;
 
+    // Read-only image mounts (`podman image mount`) get the rebased stack too.
+    let image_root = podman.run(&["image", "mount", APP])?;
+    let release =
+        std::fs::read_to_string(std::path::Path::new(image_root.trim()).join("etc/base-release"))?;
+    podman.run(&["image", "umount", APP])?;
+    assert_eq!(release, "base 2\n");
+
     // A second container of app: served from the repository, hits counted, nothing new.
     let ids = rebased_ids(&report);
     let before = cli.json(&["status"])?;
@@ -342,6 +349,36 @@ fn errors_users_can_act_on() -> Result<()> {
         view, "base 1\n",
         "a corrupt repository must fall back to the original stack"
     );
+    podman.finish()
+}
+
+/// A base update found by name: `podman tag` points base:1's name at the new image, so
+/// `status` shows the update and `rebase` needs no `--onto`.
+#[test]
+fn base_update_found_by_name() -> Result<()> {
+    let _serial = serial();
+    let podman = Podman::new()?;
+    build_story_images(&podman)?;
+    let cli = Cli::new(&podman);
+    let new_id = podman.run(&["image", "inspect", "--format", "{{.Id}}", BASE_2])?;
+    let new_id = new_id.trim().trim_start_matches("sha256:").to_string();
+    ensure!(
+        cli.fail(&["rebase", APP])?.1.contains("no base update"),
+        "rebase without --onto and without an update must say so"
+    );
+    podman.run(&["tag", BASE_2, "localhost/story/base:1"])?;
+    let status = cli.json(&["status"])?;
+    let app = status["images"]
+        .as_array()
+        .and_then(|is| is.iter().find(|i| i["name"] == APP))
+        .context("app missing from status")?;
+    ensure!(app["update"].is_string(), "no update shown: {app}");
+    let report = cli.json(&["rebase", APP, "--policy", "merge"])?;
+    assert_eq!(report["new_base_id"], Value::from(new_id));
+    assert_eq!(report["base_found_by"], "untagged-prefix");
+    podman
+        .run(&["run", "--rm", APP, "cat", "/etc/base-release"])
+        .map(|out| assert_eq!(out, "base 2\n"))?;
     podman.finish()
 }
 
