@@ -42,6 +42,8 @@ impl Overlay {
             cleanup(work.as_fd(), &tmp);
             return Err(e);
         }
+        // Like the kernel, copy-up leaves the parent's times as they were.
+        let pst = sys::stat_fd(pupper.fd()).map_err(errno)?;
         if let Err(e) = sys::rename_at(
             work.as_fd(),
             &tmp,
@@ -52,6 +54,11 @@ impl Overlay {
             cleanup(work.as_fd(), &tmp);
             return Err(errno(e));
         }
+        let _ = sys::set_times_fd(
+            pupper.fd(),
+            TimeSpec::At(pst.st_atime, pst.st_atime_nsec),
+            TimeSpec::At(pst.st_mtime, pst.st_mtime_nsec),
+        );
         if let Ok(st) = sys::stat_at(pupper.fd(), &name) {
             self.nodes.add_origin((st.st_dev, st.st_ino), node.identity);
         }

@@ -131,7 +131,7 @@ impl Overlay {
         if !stack.has_upper {
             return Err(Errno::EROFS);
         }
-        let pres = self.copy_up(parent)?;
+        let pres = self.resolve(parent)?;
         if !pres.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -141,6 +141,7 @@ impl Overlay {
         {
             return Err(Errno::EEXIST);
         }
+        let pres = self.copy_up(parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let pst = sys::stat_fd(pupper.fd()).map_err(errno)?;
         let mut perm = mode & 0o7777 & !caller.umask;
@@ -321,17 +322,18 @@ impl Overlay {
         check_name(newname)?;
         let _t = self.tree.lock();
         let stack = self.stack();
-        let res = self.copy_up(node)?;
-        if res.is_dir() {
+        if self.resolve(node)?.is_dir() {
             return Err(Errno::EPERM);
         }
-        let npres = self.copy_up(newparent)?;
+        let npres = self.resolve(newparent)?;
         if lookup::lookup_child(&stack, &npres, newname)
             .map_err(errno)?
             .is_some()
         {
             return Err(Errno::EEXIST);
         }
+        let res = self.copy_up(node)?;
+        let npres = self.copy_up(newparent)?;
         let up = res.upper(&stack).ok_or(Errno::EIO)?;
         let nupper = npres.upper(&stack).ok_or(Errno::EIO)?;
         match upper_name_state(nupper.fd(), newname)? {

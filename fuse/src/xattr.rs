@@ -55,10 +55,6 @@ impl Overlay {
     }
 
     pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr) -> Res<Vec<u8>> {
-        if is_private_xattr(name) {
-            // What kernel overlayfs answers for its own xattrs.
-            return Err(Errno::EOPNOTSUPP);
-        }
         if self.xattr_hidden(name) {
             return Err(Errno::ENODATA);
         }
