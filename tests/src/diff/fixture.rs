@@ -16,7 +16,9 @@ use super::sys;
 pub enum Kind {
     File(Vec<u8>),
     /// `opaque`: hides everything below it in lower layers.
-    Dir { opaque: bool },
+    Dir {
+        opaque: bool,
+    },
     Symlink(String),
     /// A hard link to an earlier entry of the same layer (by path).
     Hardlink(String),
@@ -72,14 +74,19 @@ pub const IMPLICIT_MTIME: (i64, i64) = (1_500_000_000, 0);
 impl Layer {
     fn push(&mut self, path: &str, kind: Kind, mode: u32, uid: u32, gid: u32) -> &mut Entry {
         let n = self.entries.len() as i64 + 1;
-        let seed = path.bytes().fold(0i64, |a, b| (a * 31 + b as i64) % 1_000_000);
+        let seed = path
+            .bytes()
+            .fold(0i64, |a, b| (a * 31 + b as i64) % 1_000_000);
         self.entries.push(Entry {
             path: path.to_string(),
             kind,
             mode,
             uid,
             gid,
-            mtime: (1_600_000_000 + seed * 10 + n, (seed * 7919 + n * 104_729) % 1_000_000_000),
+            mtime: (
+                1_600_000_000 + seed * 10 + n,
+                (seed * 7919 + n * 104_729) % 1_000_000_000,
+            ),
             xattrs: Vec::new(),
         });
         let last = self.entries.len() - 1;
@@ -88,8 +95,21 @@ impl Layer {
     pub fn file(&mut self, path: &str, content: &str, mode: u32) -> &mut Entry {
         self.push(path, Kind::File(content.as_bytes().to_vec()), mode, 0, 0)
     }
-    pub fn file_owned(&mut self, path: &str, content: &str, mode: u32, uid: u32, gid: u32) -> &mut Entry {
-        self.push(path, Kind::File(content.as_bytes().to_vec()), mode, uid, gid)
+    pub fn file_owned(
+        &mut self,
+        path: &str,
+        content: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> &mut Entry {
+        self.push(
+            path,
+            Kind::File(content.as_bytes().to_vec()),
+            mode,
+            uid,
+            gid,
+        )
     }
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut Entry {
         self.push(path, Kind::Dir { opaque: false }, mode, 0, 0)
@@ -122,7 +142,8 @@ impl Layer {
 
 impl Entry {
     pub fn xattr(&mut self, name: &str, value: &str) -> &mut Self {
-        self.xattrs.push((name.to_string(), value.as_bytes().to_vec()));
+        self.xattrs
+            .push((name.to_string(), value.as_bytes().to_vec()));
         self
     }
 }
@@ -144,7 +165,13 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 fn io<T>(r: sys::SysResult<T>, what: &str, path: &Path) -> Result<T> {
-    r.map_err(|e| anyhow!("{what} {}: {}", path.display(), std::io::Error::from_raw_os_error(e)))
+    r.map_err(|e| {
+        anyhow!(
+            "{what} {}: {}",
+            path.display(),
+            std::io::Error::from_raw_os_error(e)
+        )
+    })
 }
 
 fn set_times(path: &Path, t: (i64, i64)) -> Result<()> {
@@ -153,14 +180,21 @@ fn set_times(path: &Path, t: (i64, i64)) -> Result<()> {
     let rel = path.to_string_lossy();
     let rel = rel.trim_start_matches('/');
     io(
-        sys::utimensat(std::os::fd::AsFd::as_fd(&root), rel, t, t, libc::AT_SYMLINK_NOFOLLOW),
+        sys::utimensat(
+            std::os::fd::AsFd::as_fd(&root),
+            rel,
+            t,
+            t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ),
         "utimensat",
         path,
     )
 }
 
 fn lchown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).with_context(|| format!("lchown {}", path.display()))
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .with_context(|| format!("lchown {}", path.display()))
 }
 
 fn chmod(path: &Path, mode: u32) -> Result<()> {
@@ -171,9 +205,17 @@ fn chmod(path: &Path, mode: u32) -> Result<()> {
 
 fn mknod(path: &Path, mode: u32, dev: u64) -> Result<()> {
     let p = CString::new(path.as_os_str().as_bytes())?;
-    let root = io(sys::open_abs(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY), "open", Path::new("/"))?;
+    let root = io(
+        sys::open_abs(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY),
+        "open",
+        Path::new("/"),
+    )?;
     let rel = p.to_string_lossy().trim_start_matches('/').to_string();
-    io(sys::mknodat(std::os::fd::AsFd::as_fd(&root), &rel, mode, dev), "mknod", path)
+    io(
+        sys::mknodat(std::os::fd::AsFd::as_fd(&root), &rel, mode, dev),
+        "mknod",
+        path,
+    )
 }
 
 impl Layer {
@@ -202,14 +244,24 @@ impl Layer {
             let full = dir.join(&e.path);
             match &e.kind {
                 Kind::File(data) => {
-                    std::fs::write(&full, data).with_context(|| format!("write {}", full.display()))?;
+                    std::fs::write(&full, data)
+                        .with_context(|| format!("write {}", full.display()))?;
                 }
                 Kind::Dir { opaque } => {
-                    std::fs::create_dir(&full).with_context(|| format!("mkdir {}", full.display()))?;
+                    std::fs::create_dir(&full)
+                        .with_context(|| format!("mkdir {}", full.display()))?;
                     if *opaque {
                         match enc {
-                            Encoding::Kernel => io(sys::lsetxattr_abs(&full, "trusted.overlay.opaque", b"y"), "setxattr", &full)?,
-                            Encoding::KernelUserXattr => io(sys::lsetxattr_abs(&full, "user.overlay.opaque", b"y"), "setxattr", &full)?,
+                            Encoding::Kernel => io(
+                                sys::lsetxattr_abs(&full, "trusted.overlay.opaque", b"y"),
+                                "setxattr",
+                                &full,
+                            )?,
+                            Encoding::KernelUserXattr => io(
+                                sys::lsetxattr_abs(&full, "user.overlay.opaque", b"y"),
+                                "setxattr",
+                                &full,
+                            )?,
                             Encoding::Aufs => {
                                 let s = full.join(".wh..wh..opq");
                                 std::fs::write(&s, b"")?;
@@ -220,14 +272,20 @@ impl Layer {
                     }
                 }
                 Kind::Symlink(t) => {
-                    std::os::unix::fs::symlink(t, &full).with_context(|| format!("symlink {}", full.display()))?;
+                    std::os::unix::fs::symlink(t, &full)
+                        .with_context(|| format!("symlink {}", full.display()))?;
                 }
                 Kind::Hardlink(t) => {
-                    std::fs::hard_link(dir.join(t), &full).with_context(|| format!("link {}", full.display()))?;
+                    std::fs::hard_link(dir.join(t), &full)
+                        .with_context(|| format!("link {}", full.display()))?;
                 }
                 Kind::Fifo => mknod(&full, libc::S_IFIFO | 0o600, 0)?,
-                Kind::CharDev(ma, mi) => mknod(&full, libc::S_IFCHR | 0o600, sys::makedev(*ma, *mi))?,
-                Kind::BlockDev(ma, mi) => mknod(&full, libc::S_IFBLK | 0o600, sys::makedev(*ma, *mi))?,
+                Kind::CharDev(ma, mi) => {
+                    mknod(&full, libc::S_IFCHR | 0o600, sys::makedev(*ma, *mi))?
+                }
+                Kind::BlockDev(ma, mi) => {
+                    mknod(&full, libc::S_IFBLK | 0o600, sys::makedev(*ma, *mi))?
+                }
                 Kind::Whiteout => match enc {
                     Encoding::Kernel | Encoding::KernelUserXattr => {
                         mknod(&full, libc::S_IFCHR, sys::makedev(0, 0))?;
@@ -267,12 +325,21 @@ impl Layer {
 impl Fixture {
     /// Materialises every layer under `base` as `base/l0`, `base/l1`, ... (topmost first),
     /// layer i with `encodings[i % encodings.len()]`. Returns the layer dirs in lowerdir order.
-    pub fn materialise(&self, base: &Path, encodings: &[Encoding]) -> Result<Vec<std::path::PathBuf>> {
+    pub fn materialise(
+        &self,
+        base: &Path,
+        encodings: &[Encoding],
+    ) -> Result<Vec<std::path::PathBuf>> {
         let mut dirs = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let d = base.join(format!("l{i}"));
-            let enc = encodings.get(i % encodings.len().max(1)).copied().unwrap_or(Encoding::Kernel);
-            layer.materialise(&d, enc).with_context(|| format!("layer {i}"))?;
+            let enc = encodings
+                .get(i % encodings.len().max(1))
+                .copied()
+                .unwrap_or(Encoding::Kernel);
+            layer
+                .materialise(&d, enc)
+                .with_context(|| format!("layer {i}"))?;
             dirs.push(d);
         }
         Ok(dirs)
@@ -286,13 +353,16 @@ impl Fixture {
             for e in &layer.entries {
                 let mut p = parent_of(&e.path);
                 while !p.is_empty() {
-                    m.entry(p.to_string()).or_insert(LowerKind::Dir { opaque: false });
+                    m.entry(p.to_string())
+                        .or_insert(LowerKind::Dir { opaque: false });
                     p = parent_of(p);
                 }
                 let k = match &e.kind {
                     Kind::Dir { opaque } => LowerKind::Dir { opaque: *opaque },
                     Kind::Whiteout => LowerKind::Whiteout,
-                    Kind::Hardlink(t) => LowerKind::NonDir { link_group: Some((li, t.clone())) },
+                    Kind::Hardlink(t) => LowerKind::NonDir {
+                        link_group: Some((li, t.clone())),
+                    },
                     _ => LowerKind::NonDir { link_group: None },
                 };
                 m.insert(e.path.clone(), k);
@@ -301,10 +371,21 @@ impl Fixture {
             let targets: Vec<String> = layer
                 .entries
                 .iter()
-                .filter_map(|e| if let Kind::Hardlink(t) = &e.kind { Some(t.clone()) } else { None })
+                .filter_map(|e| {
+                    if let Kind::Hardlink(t) = &e.kind {
+                        Some(t.clone())
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             for t in targets {
-                m.insert(t.clone(), LowerKind::NonDir { link_group: Some((li, t)) });
+                m.insert(
+                    t.clone(),
+                    LowerKind::NonDir {
+                        link_group: Some((li, t)),
+                    },
+                );
             }
             layers.push(m);
         }
@@ -315,9 +396,13 @@ impl Fixture {
 /// A canonical entry as the lower view needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LowerKind {
-    Dir { opaque: bool },
+    Dir {
+        opaque: bool,
+    },
     /// `link_group`: (layer, path of the first name) for hard-linked files.
-    NonDir { link_group: Option<(usize, String)> },
+    NonDir {
+        link_group: Option<(usize, String)>,
+    },
     Whiteout,
 }
 
@@ -325,7 +410,10 @@ pub enum LowerKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LowerHit {
     Dir,
-    NonDir { layer: usize, link_group: Option<(usize, String)> },
+    NonDir {
+        layer: usize,
+        link_group: Option<(usize, String)>,
+    },
 }
 
 /// The canonical layers' merged view.
@@ -364,7 +452,10 @@ impl LowerView {
                     },
                     Some(LowerKind::NonDir { link_group }) => {
                         if hit.is_none() {
-                            hit = Some(LowerHit::NonDir { layer: l, link_group: link_group.clone() });
+                            hit = Some(LowerHit::NonDir {
+                                layer: l,
+                                link_group: link_group.clone(),
+                            });
                         }
                         break;
                     }
@@ -372,7 +463,9 @@ impl LowerView {
             }
             match hit {
                 Some(LowerHit::Dir) => active = next,
-                Some(h @ LowerHit::NonDir { .. }) => return if i + 1 == comps.len() { Some(h) } else { None },
+                Some(h @ LowerHit::NonDir { .. }) => {
+                    return if i + 1 == comps.len() { Some(h) } else { None }
+                }
                 None => return None,
             }
         }
@@ -381,7 +474,9 @@ impl LowerView {
 
     /// All visible lower paths that belong to hard-link group `group`.
     pub fn link_group_members(&self, group: &(usize, String)) -> Vec<String> {
-        let Some(layer) = self.layers.get(group.0) else { return Vec::new() };
+        let Some(layer) = self.layers.get(group.0) else {
+            return Vec::new();
+        };
         layer
             .iter()
             .filter(|(p, k)| {

@@ -23,7 +23,11 @@ pub struct Dirs {
 
 impl Dirs {
     fn lowerdir(&self) -> String {
-        self.lowers.iter().map(|p| p.to_string_lossy().replace(':', "\\:")).collect::<Vec<_>>().join(":")
+        self.lowers
+            .iter()
+            .map(|p| p.to_string_lossy().replace(':', "\\:"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 }
 
@@ -36,13 +40,19 @@ impl Dirs {
 pub const KERNEL_OPTS: &str = "redirect_dir=on,index=on";
 
 fn is_mounted(mp: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = mp.to_string_lossy().to_string();
-    info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_str()))
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_str()))
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 fn fs_type(mp: &Path) -> Option<String> {
@@ -62,7 +72,11 @@ fn unmount(mp: &Path) -> Result<()> {
     if !is_mounted(mp) {
         return Ok(());
     }
-    let quiet = |c: &mut Command| c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    let quiet = |c: &mut Command| {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    };
     let fuse = fs_type(mp).is_some_and(|t| t.starts_with("fuse"));
     if fuse && quiet(Command::new("fusermount3").arg("-u").arg(mp)).is_ok_and(|s| s.success()) {
         return Ok(());
@@ -87,7 +101,11 @@ impl KernelMount {
     pub fn mount(dirs: &Dirs) -> Result<Self> {
         let mut opts = format!("lowerdir={}", dirs.lowerdir());
         if let (Some(u), Some(w)) = (&dirs.upper, &dirs.work) {
-            opts.push_str(&format!(",upperdir={},workdir={},{KERNEL_OPTS}", u.display(), w.display()));
+            opts.push_str(&format!(
+                ",upperdir={},workdir={},{KERNEL_OPTS}",
+                u.display(),
+                w.display()
+            ));
         }
         let out = Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o", &opts])
@@ -95,9 +113,15 @@ impl KernelMount {
             .output()
             .context("running mount -t overlay")?;
         if !out.status.success() {
-            bail!("kernel overlay mount failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "kernel overlay mount failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        Ok(KernelMount { dirs: dirs.clone(), mounted: true })
+        Ok(KernelMount {
+            dirs: dirs.clone(),
+            mounted: true,
+        })
     }
 
     pub fn unmount(&mut self) -> Result<()> {
@@ -120,7 +144,10 @@ pub fn candidate_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("REBASEFS_BIN") {
         return PathBuf::from(p);
     }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut dirs = Vec::new();
     if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
         dirs.push(PathBuf::from(t));
@@ -141,7 +168,9 @@ pub fn candidate_bin() -> PathBuf {
 fn daemons_for(mountpoint: &Path) -> Vec<i32> {
     let want = mountpoint.as_os_str().as_encoded_bytes().to_vec();
     let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|pid| *pid != me)
@@ -156,7 +185,10 @@ fn daemons_for(mountpoint: &Path) -> Vec<i32> {
 fn alive(pid: i32) -> bool {
     // A zombie has exited; its parent (not us after daemonizing) reaps it.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -175,7 +207,11 @@ impl CandidateMount {
     pub fn mount(bin: &Path, dirs: &Dirs) -> Result<Self> {
         let mut opts = format!("lowerdir={}", dirs.lowerdir());
         if let (Some(u), Some(w)) = (&dirs.upper, &dirs.work) {
-            opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
         }
         // stderr goes to a file: a daemon that keeps it open must not block us.
         let log = dirs.mountpoint.with_extension("stderr");
@@ -185,7 +221,10 @@ impl CandidateMount {
             .arg(&dirs.mountpoint)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?)
+            .stderr(
+                std::fs::File::create(&log)
+                    .with_context(|| format!("creating {}", log.display()))?,
+            )
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -196,21 +235,33 @@ impl CandidateMount {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                let mut g = CandidateMount { dirs: dirs.clone(), daemons: daemons_for(&dirs.mountpoint), mounted: true };
+                let mut g = CandidateMount {
+                    dirs: dirs.clone(),
+                    daemons: daemons_for(&dirs.mountpoint),
+                    mounted: true,
+                };
                 let _ = g.unmount();
                 bail!("{} did not exit within 30 s of mounting", bin.display());
             }
             std::thread::sleep(Duration::from_millis(5));
         };
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-        let mut guard = CandidateMount { dirs: dirs.clone(), daemons: daemons_for(&dirs.mountpoint), mounted: true };
+        let mut guard = CandidateMount {
+            dirs: dirs.clone(),
+            daemons: daemons_for(&dirs.mountpoint),
+            mounted: true,
+        };
         if !status.success() {
             let _ = guard.unmount();
             bail!("{} exited with {status}: {}", bin.display(), stderr.trim());
         }
         if !is_mounted(&dirs.mountpoint) {
             let _ = guard.unmount();
-            bail!("{} exited 0 but {} is not mounted", bin.display(), dirs.mountpoint.display());
+            bail!(
+                "{} exited 0 but {} is not mounted",
+                bin.display(),
+                dirs.mountpoint.display()
+            );
         }
         Ok(guard)
     }

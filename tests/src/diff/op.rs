@@ -39,38 +39,97 @@ pub enum Op {
     /// Sorted attribute names.
     ListXattr(String),
     /// openat with flags/mode under `umask`; observes fstat of the new fd.
-    Open { path: String, flags: i32, mode: u32, umask: u32 },
+    Open {
+        path: String,
+        flags: i32,
+        mode: u32,
+        umask: u32,
+    },
     /// Writes `len` bytes of `fill`; observes the count and fstat after the write.
-    Write { path: String, at: WriteAt, len: usize, fill: u8 },
+    Write {
+        path: String,
+        at: WriteAt,
+        len: usize,
+        fill: u8,
+    },
     /// truncate(2) by path.
     Truncate(String, u64),
     /// open O_WRONLY + ftruncate(2).
     Ftruncate(String, u64),
     Chmod(String, u32),
-    Chown { path: String, uid: u32, gid: u32, nofollow: bool },
+    Chown {
+        path: String,
+        uid: u32,
+        gid: u32,
+        nofollow: bool,
+    },
     /// Explicit (sec, nsec) times; nsec may be UTIME_NOW / UTIME_OMIT.
-    Utimens { path: String, atime: (i64, i64), mtime: (i64, i64), nofollow: bool },
-    Mkdir { path: String, mode: u32, umask: u32 },
-    Mknod { path: String, kind: NodeKind, mode: u32, umask: u32 },
-    Symlink { target: String, path: String },
-    Link { old: String, new: String },
+    Utimens {
+        path: String,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+        nofollow: bool,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+        umask: u32,
+    },
+    Mknod {
+        path: String,
+        kind: NodeKind,
+        mode: u32,
+        umask: u32,
+    },
+    Symlink {
+        target: String,
+        path: String,
+    },
+    Link {
+        old: String,
+        new: String,
+    },
     Unlink(String),
     Rmdir(String),
     /// renameat2 flags: 0, RENAME_NOREPLACE (1), RENAME_EXCHANGE (2).
-    Rename { old: String, new: String, flags: u32 },
+    Rename {
+        old: String,
+        new: String,
+        flags: u32,
+    },
     /// flags: 0, XATTR_CREATE (1), XATTR_REPLACE (2).
-    SetXattr { path: String, name: String, value: Vec<u8>, flags: i32 },
-    RemoveXattr { path: String, name: String },
+    SetXattr {
+        path: String,
+        name: String,
+        value: Vec<u8>,
+        flags: i32,
+    },
+    RemoveXattr {
+        path: String,
+        name: String,
+    },
     /// open O_RDWR (O_RDONLY for directories) + fsync.
     Fsync(String),
     /// open O_RDONLY, unlink, then fstat and read through the still-open fd.
     OpenUnlinkFstat(String),
     /// open O_RDONLY, then rewrite the file through a second O_WRONLY|O_TRUNC open (copy-up
     /// while open), then read and fstat through the first fd.
-    ReadDuringCopyUp { path: String, len: usize, fill: u8 },
+    ReadDuringCopyUp {
+        path: String,
+        len: usize,
+        fill: u8,
+    },
     /// Runs `op` in a thread whose credentials are uid/gid with no supplementary groups.
-    AsUser { uid: u32, gid: u32, op: Box<Op> },
+    AsUser {
+        uid: u32,
+        gid: u32,
+        op: Box<Op>,
+    },
 }
+
+/// Added to every open: a FIFO must never block the harness (O_NONBLOCK changes nothing
+/// for regular files and directories, and FIFOs then behave deterministically on both sides).
+const NB: i32 = libc::O_NONBLOCK;
 
 /// Limit on bytes read by one operation.
 const READ_LIMIT: usize = 1 << 22;
@@ -79,7 +138,11 @@ fn stat_value(st: &libc::stat) -> Value {
     Value::Stat(StatInfo::from_stat(st))
 }
 
-fn open_path(root: BorrowedFd<'_>, path: &str, nofollow: bool) -> sys::SysResult<std::os::fd::OwnedFd> {
+fn open_path(
+    root: BorrowedFd<'_>,
+    path: &str,
+    nofollow: bool,
+) -> sys::SysResult<std::os::fd::OwnedFd> {
     let nf = if nofollow { libc::O_NOFOLLOW } else { 0 };
     sys::openat(root, path, libc::O_PATH | nf, 0)
 }
@@ -102,13 +165,19 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
         Op::ReadDir(p) => {
             let fd = sys::openat(root, p, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
             let ents = sys::readdir(fd)?;
-            Ok(Value::Names(ents.into_iter().map(|e| (e.name, e.d_type)).collect::<BTreeSet<_>>()))
+            Ok(Value::Names(
+                ents.into_iter()
+                    .map(|e| (e.name, e.d_type))
+                    .collect::<BTreeSet<_>>(),
+            ))
         }
         Op::Read(p) => {
-            let fd = sys::openat(root, p, libc::O_RDONLY, 0)?;
+            let fd = sys::openat(root, p, libc::O_RDONLY | NB, 0)?;
             sys::read_to_end(fd.as_fd(), READ_LIMIT).map(|d| Value::bytes(&d))
         }
-        Op::ReadLink(p) => sys::readlinkat(root, p).map(|t| Value::Text(String::from_utf8_lossy(&t).into_owned())),
+        Op::ReadLink(p) => {
+            sys::readlinkat(root, p).map(|t| Value::Text(String::from_utf8_lossy(&t).into_owned()))
+        }
         Op::GetXattr(p, name) => {
             let fd = open_path(root, p, true)?;
             sys::getxattr(&sys::proc_fd_path(fd.as_fd()), name).map(|v| Value::bytes(&v))
@@ -119,11 +188,21 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
             names.sort();
             Ok(Value::Text(names.join(",")))
         }
-        Op::Open { path, flags, mode, umask } => with_umask(*umask, || {
-            let fd = sys::openat(root, path, *flags, *mode)?;
+        Op::Open {
+            path,
+            flags,
+            mode,
+            umask,
+        } => with_umask(*umask, || {
+            let fd = sys::openat(root, path, *flags | NB, *mode)?;
             sys::fstat(fd.as_fd()).map(|s| stat_value(&s))
         }),
-        Op::Write { path, at, len, fill } => {
+        Op::Write {
+            path,
+            at,
+            len,
+            fill,
+        } => {
             let data = vec![*fill; *len];
             let flags = libc::O_WRONLY
                 | match at {
@@ -131,7 +210,7 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
                     WriteAt::Append => libc::O_APPEND,
                     WriteAt::Truncate => libc::O_TRUNC,
                 };
-            let fd = sys::openat(root, path, flags, 0)?;
+            let fd = sys::openat(root, path, flags | NB, 0)?;
             let n = match at {
                 WriteAt::Offset(off) => sys::pwrite(fd.as_fd(), &data, *off),
                 _ => sys::write(fd.as_fd(), &data),
@@ -144,21 +223,46 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
             sys::truncate_path(&sys::proc_fd_path(fd.as_fd()), *len).map(|_| Value::Unit)
         }
         Op::Ftruncate(p, len) => {
-            let fd = sys::openat(root, p, libc::O_WRONLY, 0)?;
+            let fd = sys::openat(root, p, libc::O_WRONLY | NB, 0)?;
             sys::ftruncate(fd.as_fd(), *len)?;
             sys::fstat(fd.as_fd()).map(|s| stat_value(&s))
         }
         Op::Chmod(p, mode) => sys::fchmodat(root, p, *mode).map(|_| Value::Unit),
-        Op::Chown { path, uid, gid, nofollow } => {
-            let f = if *nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
+        Op::Chown {
+            path,
+            uid,
+            gid,
+            nofollow,
+        } => {
+            let f = if *nofollow {
+                libc::AT_SYMLINK_NOFOLLOW
+            } else {
+                0
+            };
             sys::fchownat(root, path, *uid, *gid, f).map(|_| Value::Unit)
         }
-        Op::Utimens { path, atime, mtime, nofollow } => {
-            let f = if *nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
+        Op::Utimens {
+            path,
+            atime,
+            mtime,
+            nofollow,
+        } => {
+            let f = if *nofollow {
+                libc::AT_SYMLINK_NOFOLLOW
+            } else {
+                0
+            };
             sys::utimensat(root, path, *atime, *mtime, f).map(|_| Value::Unit)
         }
-        Op::Mkdir { path, mode, umask } => with_umask(*umask, || sys::mkdirat(root, path, *mode)).map(|_| Value::Unit),
-        Op::Mknod { path, kind, mode, umask } => {
+        Op::Mkdir { path, mode, umask } => {
+            with_umask(*umask, || sys::mkdirat(root, path, *mode)).map(|_| Value::Unit)
+        }
+        Op::Mknod {
+            path,
+            kind,
+            mode,
+            umask,
+        } => {
             let (t, dev) = match kind {
                 NodeKind::Fifo => (libc::S_IFIFO, 0),
                 NodeKind::CharDev(a, b) => (libc::S_IFCHR, sys::makedev(*a, *b)),
@@ -170,8 +274,15 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
         Op::Link { old, new } => sys::linkat(root, old, new).map(|_| Value::Unit),
         Op::Unlink(p) => sys::unlinkat(root, p, 0).map(|_| Value::Unit),
         Op::Rmdir(p) => sys::unlinkat(root, p, libc::AT_REMOVEDIR).map(|_| Value::Unit),
-        Op::Rename { old, new, flags } => sys::renameat2(root, old, new, *flags).map(|_| Value::Unit),
-        Op::SetXattr { path, name, value, flags } => {
+        Op::Rename { old, new, flags } => {
+            sys::renameat2(root, old, new, *flags).map(|_| Value::Unit)
+        }
+        Op::SetXattr {
+            path,
+            name,
+            value,
+            flags,
+        } => {
             let fd = open_path(root, path, true)?;
             sys::setxattr(&sys::proc_fd_path(fd.as_fd()), name, value, *flags).map(|_| Value::Unit)
         }
@@ -180,23 +291,23 @@ pub fn execute(op: &Op, root: BorrowedFd<'_>) -> Outcome {
             sys::removexattr(&sys::proc_fd_path(fd.as_fd()), name).map(|_| Value::Unit)
         }
         Op::Fsync(p) => {
-            let fd = match sys::openat(root, p, libc::O_RDWR, 0) {
-                Err(libc::EISDIR) => sys::openat(root, p, libc::O_RDONLY, 0)?,
+            let fd = match sys::openat(root, p, libc::O_RDWR | NB, 0) {
+                Err(libc::EISDIR) => sys::openat(root, p, libc::O_RDONLY | NB, 0)?,
                 r => r?,
             };
             sys::fsync(fd.as_fd()).map(|_| Value::Unit)
         }
         Op::OpenUnlinkFstat(p) => {
-            let fd = sys::openat(root, p, libc::O_RDONLY, 0)?;
+            let fd = sys::openat(root, p, libc::O_RDONLY | NB, 0)?;
             let unlinked = sys::unlinkat(root, p, 0).map(|_| Value::Unit);
             let st = sys::fstat(fd.as_fd()).map(|s| stat_value(&s));
             let data = sys::pread_all(fd.as_fd(), READ_LIMIT).map(|d| Value::bytes(&d));
             Ok(Value::Seq(vec![unlinked, st, data]))
         }
         Op::ReadDuringCopyUp { path, len, fill } => {
-            let reader = sys::openat(root, path, libc::O_RDONLY, 0)?;
+            let reader = sys::openat(root, path, libc::O_RDONLY | NB, 0)?;
             let before = sys::pread_all(reader.as_fd(), READ_LIMIT).map(|d| Value::bytes(&d));
-            let written = sys::openat(root, path, libc::O_WRONLY | libc::O_TRUNC, 0)
+            let written = sys::openat(root, path, libc::O_WRONLY | libc::O_TRUNC | NB, 0)
                 .and_then(|w| sys::write(w.as_fd(), &vec![*fill; *len]))
                 .map(Value::Count);
             let after = sys::pread_all(reader.as_fd(), READ_LIMIT).map(|d| Value::bytes(&d));
@@ -251,7 +362,13 @@ impl Op {
     /// when minimising, except the failing one itself).
     pub fn mutates(&self) -> bool {
         match self {
-            Op::Stat(_) | Op::Lstat(_) | Op::ReadDir(_) | Op::Read(_) | Op::ReadLink(_) | Op::GetXattr(..) | Op::ListXattr(_) => false,
+            Op::Stat(_)
+            | Op::Lstat(_)
+            | Op::ReadDir(_)
+            | Op::Read(_)
+            | Op::ReadLink(_)
+            | Op::GetXattr(..)
+            | Op::ListXattr(_) => false,
             Op::AsUser { op, .. } => op.mutates(),
             _ => true,
         }

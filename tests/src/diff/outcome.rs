@@ -85,7 +85,10 @@ impl StatInfo {
             d.push(format!("mode {:04o} vs {:04o}", self.perm, cand.perm));
         }
         if (self.uid, self.gid) != (cand.uid, cand.gid) {
-            d.push(format!("owner {}:{} vs {}:{}", self.uid, self.gid, cand.uid, cand.gid));
+            d.push(format!(
+                "owner {}:{} vs {}:{}",
+                self.uid, self.gid, cand.uid, cand.gid
+            ));
         }
         if self.kind != FileType::Dir && self.size != cand.size {
             d.push(format!("size {} vs {}", self.size, cand.size));
@@ -97,7 +100,11 @@ impl StatInfo {
             d.push(format!("rdev {:?} vs {:?}", self.rdev, cand.rdev));
         }
         if !mtime_same(self.mtime, cand.mtime, recent) {
-            d.push(format!("mtime {} vs {}", fmt_time(self.mtime), fmt_time(cand.mtime)));
+            d.push(format!(
+                "mtime {} vs {}",
+                fmt_time(self.mtime),
+                fmt_time(cand.mtime)
+            ));
         }
         d
     }
@@ -124,7 +131,11 @@ pub enum Value {
     Unit,
     Stat(StatInfo),
     /// Length and FNV-1a hash of the bytes, plus a short printable prefix for reports.
-    Bytes { len: usize, hash: u64, head: String },
+    Bytes {
+        len: usize,
+        hash: u64,
+        head: String,
+    },
     /// Sorted (name, d_type) set.
     Names(BTreeSet<(String, u8)>),
     Text(String),
@@ -135,13 +146,22 @@ pub enum Value {
 
 impl Value {
     pub fn bytes(data: &[u8]) -> Value {
-        let head: String = String::from_utf8_lossy(data.get(..24).unwrap_or(data)).chars().map(|c| if c.is_control() { '.' } else { c }).collect();
-        Value::Bytes { len: data.len(), hash: fnv1a(data), head }
+        let head: String = String::from_utf8_lossy(data.get(..24).unwrap_or(data))
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect();
+        Value::Bytes {
+            len: data.len(),
+            hash: fnv1a(data),
+            head,
+        }
     }
 }
 
 pub fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Result of one operation.
@@ -163,12 +183,18 @@ fn value_diff(k: &Value, c: &Value, recent: i64) -> Vec<String> {
             .iter()
             .zip(b)
             .enumerate()
-            .flat_map(|(i, (x, y))| outcome_diff(x, y, recent).into_iter().map(move |s| format!("[step {i}] {s}")))
+            .flat_map(|(i, (x, y))| {
+                outcome_diff(x, y, recent)
+                    .into_iter()
+                    .map(move |s| format!("[step {i}] {s}"))
+            })
             .collect(),
         (Value::Names(a), Value::Names(b)) if a != b => {
             let only_k: Vec<_> = a.difference(b).collect();
             let only_c: Vec<_> = b.difference(a).collect();
-            vec![format!("readdir: only kernel {only_k:?}, only candidate {only_c:?}")]
+            vec![format!(
+                "readdir: only kernel {only_k:?}, only candidate {only_c:?}"
+            )]
         }
         _ if k == c => Vec::new(),
         _ => vec![format!("{} vs {}", show_value(k), show_value(c))],
@@ -227,10 +253,17 @@ pub fn show_value(v: &Value) -> String {
             s.size,
             s.nlink,
             fmt_time(s.mtime),
-            s.rdev.map(|(a, b)| format!(" rdev={a}:{b}")).unwrap_or_default()
+            s.rdev
+                .map(|(a, b)| format!(" rdev={a}:{b}"))
+                .unwrap_or_default()
         ),
         Value::Bytes { len, hash, head } => format!("{len} bytes {hash:016x} {head:?}"),
-        Value::Names(n) => format!("{:?}", n.iter().map(|(a, t)| format!("{a}/{t}")).collect::<Vec<_>>()),
+        Value::Names(n) => format!(
+            "{:?}",
+            n.iter()
+                .map(|(a, t)| format!("{a}/{t}"))
+                .collect::<Vec<_>>()
+        ),
         Value::Text(t) => format!("{t:?}"),
         Value::Count(n) => format!("{n}"),
         Value::Seq(s) => format!("[{}]", s.iter().map(show).collect::<Vec<_>>().join(", ")),

@@ -24,12 +24,14 @@ fn path(rng: &mut Rng) -> String {
     }
 }
 
-const MODES: &[u32] = &[0o644, 0o600, 0o755, 0o640, 0o4755, 0o2755, 0o1777, 0o000, 0o444];
+const MODES: &[u32] = &[
+    0o644, 0o600, 0o755, 0o640, 0o4755, 0o2755, 0o1777, 0o000, 0o444,
+];
 const UMASKS: &[u32] = &[0o022, 0o077, 0o000, 0o027];
 const IDS: &[u32] = &[0, 1000, 1001];
 const XATTRS: &[&str] = &["user.k", "user.m", "trusted.t"];
 
-fn some<'a>(rng: &mut Rng, items: &'a [u32]) -> u32 {
+fn some(rng: &mut Rng, items: &[u32]) -> u32 {
     rng.pick(items).copied().unwrap_or(0)
 }
 
@@ -46,14 +48,24 @@ pub fn gen_op(rng: &mut Rng) -> Op {
         17 => Op::ListXattr(p),
         18 => Op::GetXattr(p, XATTRS[rng.below(XATTRS.len())].to_string()),
         19..=25 => {
-            let mut flags = libc::O_CREAT | if rng.chance(50) { libc::O_WRONLY } else { libc::O_RDWR };
+            let mut flags = libc::O_CREAT
+                | if rng.chance(50) {
+                    libc::O_WRONLY
+                } else {
+                    libc::O_RDWR
+                };
             if rng.chance(25) {
                 flags |= libc::O_EXCL;
             }
             if rng.chance(25) {
                 flags |= libc::O_TRUNC;
             }
-            Op::Open { path: p, flags, mode: some(rng, MODES), umask: some(rng, UMASKS) }
+            Op::Open {
+                path: p,
+                flags,
+                mode: some(rng, MODES),
+                umask: some(rng, UMASKS),
+            }
         }
         26..=33 => {
             let at = match rng.below(3) {
@@ -61,23 +73,57 @@ pub fn gen_op(rng: &mut Rng) -> Op {
                 1 => WriteAt::Append,
                 _ => WriteAt::Truncate,
             };
-            Op::Write { path: p, at, len: rng.below(5000), fill: b'a' + rng.below(26) as u8 }
+            Op::Write {
+                path: p,
+                at,
+                len: rng.below(5000),
+                fill: b'a' + rng.below(26) as u8,
+            }
         }
         34..=35 => Op::Truncate(p, rng.below(8000) as u64),
         36 => Op::Ftruncate(p, rng.below(8000) as u64),
         37..=39 => Op::Chmod(p, some(rng, MODES)),
-        40..=41 => Op::Chown { path: p, uid: some(rng, IDS), gid: some(rng, IDS), nofollow: rng.chance(50) },
+        40..=41 => Op::Chown {
+            path: p,
+            uid: some(rng, IDS),
+            gid: some(rng, IDS),
+            nofollow: rng.chance(50),
+        },
         42..=43 => {
-            let t = (1_000_000_000 + rng.below(600_000_000) as i64, rng.below(1_000_000_000) as i64);
-            Op::Utimens { path: p, atime: t, mtime: t, nofollow: rng.chance(50) }
+            let t = (
+                1_000_000_000 + rng.below(600_000_000) as i64,
+                rng.below(1_000_000_000) as i64,
+            );
+            Op::Utimens {
+                path: p,
+                atime: t,
+                mtime: t,
+                nofollow: rng.chance(50),
+            }
         }
-        44..=49 => Op::Mkdir { path: p, mode: some(rng, &[0o755, 0o700, 0o777, 0o1777, 0o2775]), umask: some(rng, UMASKS) },
-        50 => Op::Mknod { path: p, kind: NodeKind::Fifo, mode: 0o644, umask: some(rng, UMASKS) },
+        44..=49 => Op::Mkdir {
+            path: p,
+            mode: some(rng, &[0o755, 0o700, 0o777, 0o1777, 0o2775]),
+            umask: some(rng, UMASKS),
+        },
+        50 => Op::Mknod {
+            path: p,
+            kind: NodeKind::Fifo,
+            mode: 0o644,
+            umask: some(rng, UMASKS),
+        },
         51..=52 => {
-            let target = if rng.chance(50) { path(rng) } else { rng.pick(RANDOM_NAMES).copied().unwrap_or("f0").to_string() };
+            let target = if rng.chance(50) {
+                path(rng)
+            } else {
+                rng.pick(RANDOM_NAMES).copied().unwrap_or("f0").to_string()
+            };
             Op::Symlink { target, path: p }
         }
-        53..=56 => Op::Link { old: p, new: path(rng) },
+        53..=56 => Op::Link {
+            old: p,
+            new: path(rng),
+        },
         57..=63 => Op::Unlink(p),
         64..=67 => Op::Rmdir(p),
         68..=77 => {
@@ -86,7 +132,11 @@ pub fn gen_op(rng: &mut Rng) -> Op {
                 1 => libc::RENAME_EXCHANGE,
                 _ => 0,
             };
-            Op::Rename { old: p, new: path(rng), flags }
+            Op::Rename {
+                old: p,
+                new: path(rng),
+                flags,
+            }
         }
         78..=82 => {
             let name = XATTRS[rng.below(XATTRS.len())].to_string();
@@ -95,12 +145,24 @@ pub fn gen_op(rng: &mut Rng) -> Op {
                 1 => libc::XATTR_REPLACE,
                 _ => 0,
             };
-            Op::SetXattr { path: p, name, value: format!("v{}", rng.below(100)).into_bytes(), flags }
+            Op::SetXattr {
+                path: p,
+                name,
+                value: format!("v{}", rng.below(100)).into_bytes(),
+                flags,
+            }
         }
-        83..=84 => Op::RemoveXattr { path: p, name: XATTRS[rng.below(XATTRS.len())].to_string() },
+        83..=84 => Op::RemoveXattr {
+            path: p,
+            name: XATTRS[rng.below(XATTRS.len())].to_string(),
+        },
         85 => Op::Fsync(p),
         86 => Op::OpenUnlinkFstat(p),
-        87 => Op::ReadDuringCopyUp { path: p, len: rng.below(3000), fill: b'A' + rng.below(26) as u8 },
+        87 => Op::ReadDuringCopyUp {
+            path: p,
+            len: rng.below(3000),
+            fill: b'A' + rng.below(26) as u8,
+        },
         _ => {
             // An unprivileged user doing a mutating operation (sticky dirs, suid clearing,
             // permission checks).
@@ -110,7 +172,11 @@ pub fn gen_op(rng: &mut Rng) -> Op {
                     break o;
                 }
             };
-            Op::AsUser { uid: 1000, gid: 1000, op: Box::new(inner) }
+            Op::AsUser {
+                uid: 1000,
+                gid: 1000,
+                op: Box::new(inner),
+            }
         }
     };
     op
@@ -153,29 +219,104 @@ pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<
     if first_failure.is_none() && !divergences.is_empty() {
         first_failure = Some(ops.len().saturating_sub(1));
     }
-    Ok(RunReport { ops_run: ran, divergences, first_failure })
+    Ok(RunReport {
+        ops_run: ran,
+        divergences,
+        first_failure,
+    })
 }
 
-fn fails(setup: &Setup, ops: &[Op]) -> bool {
+/// What a shrunk sequence must still reproduce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This operation's outcomes differ.
+    OpDiverges(Op),
+    /// A tree/upper/remount comparison reports this (normalised) line.
+    Detail(String),
+}
+
+/// A divergence line with long digit runs (filesystem-chosen times, inode numbers)
+/// replaced, so the same divergence matches across runs.
+pub fn signature(line: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in line.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() || (c == '.' && !digits.is_empty()) {
+            digits.push(c);
+            continue;
+        }
+        if digits.len() >= 9 {
+            out.push('#');
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+/// Picks what to preserve while shrinking: the first diverging operation, or else the
+/// first comparison line that a run with no operations at all does not report.
+pub fn target_of(setup: &Setup, divergences: &[Divergence]) -> Option<Target> {
+    if let Some(op) = divergences
+        .iter()
+        .find(|d| d.at.starts_with("op "))
+        .and_then(|d| d.op.clone())
+    {
+        return Some(Target::OpDiverges(op));
+    }
+    let baseline: Vec<String> = run(setup, &[], 0, false)
+        .map(|r| {
+            r.divergences
+                .iter()
+                .flat_map(|d| d.details.iter().map(|l| signature(l)))
+                .collect()
+        })
+        .unwrap_or_default();
+    divergences
+        .iter()
+        .flat_map(|d| d.details.iter())
+        .map(|l| signature(l))
+        .find(|l| !baseline.contains(l))
+        .map(Target::Detail)
+}
+
+fn fails(setup: &Setup, ops: &[Op], target: &Target) -> bool {
     // A trial only checks op outcomes and one final tree checkpoint (plus upper/remount).
-    run(setup, ops, 0, false).map(|r| !r.divergences.is_empty()).unwrap_or(false)
+    let Ok(r) = run(setup, ops, 0, true) else {
+        return false;
+    };
+    match target {
+        Target::OpDiverges(op) => r
+            .divergences
+            .iter()
+            .any(|d| d.at.starts_with("op ") && d.op.as_ref() == Some(op)),
+        Target::Detail(line) => r
+            .divergences
+            .iter()
+            .any(|d| d.details.iter().any(|l| signature(l) == *line)),
+    }
 }
 
-/// Shrinks a failing sequence (ddmin-style chunk removal) within `budget`; the last op (the
-/// one that showed the divergence) is always kept. Returns the smallest failing sequence
-/// found.
-pub fn minimise(setup: &Setup, ops: &[Op], budget: Duration) -> Vec<Op> {
+/// Shrinks a failing sequence (ddmin-style chunk removal) within `budget`, keeping the
+/// last op and the `target` divergence. Returns the smallest failing sequence found.
+pub fn minimise(setup: &Setup, ops: &[Op], target: &Target, budget: Duration) -> Vec<Op> {
     let start = Instant::now();
-    let Some((last, prefix)) = ops.split_last() else { return Vec::new() };
+    let Some((last, prefix)) = ops.split_last() else {
+        return Vec::new();
+    };
     let mut cur: Vec<Op> = prefix.to_vec();
     let with_last = |v: &[Op]| {
         let mut x = v.to_vec();
         x.push(last.clone());
         x
     };
+    let fails = |v: &[Op]| fails(setup, &with_last(v), target);
     // First try dropping every read-only op at once: they rarely matter.
     let mutating: Vec<Op> = cur.iter().filter(|o| o.mutates()).cloned().collect();
-    if mutating.len() < cur.len() && fails(setup, &with_last(&mutating)) {
+    if mutating.len() < cur.len() && fails(&mutating) {
         cur = mutating;
     }
     let mut chunk = cur.len().div_ceil(2).max(1);
@@ -186,7 +327,7 @@ pub fn minimise(setup: &Setup, ops: &[Op], budget: Duration) -> Vec<Op> {
             let end = (i + chunk).min(cur.len());
             let mut trial = cur[..i].to_vec();
             trial.extend_from_slice(&cur[end..]);
-            if fails(setup, &with_last(&trial)) {
+            if fails(&trial) {
                 cur = trial;
                 removed_any = true;
             } else {

@@ -6,6 +6,9 @@ use std::cell::Cell;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -37,7 +40,12 @@ impl fmt::Display for Divergence {
             write!(f, ": {}", compact(&format!("{op:?}")))?;
         }
         if let (Some(k), Some(c)) = (&self.kernel, &self.candidate) {
-            write!(f, "\n    kernel:    {}\n    candidate: {}", compact(k), compact(c))?;
+            write!(
+                f,
+                "\n    kernel:    {}\n    candidate: {}",
+                compact(k),
+                compact(c)
+            )?;
         }
         const MAX: usize = 25;
         for d in self.details.iter().take(MAX) {
@@ -90,7 +98,12 @@ impl Setup {
         Setup {
             fixture,
             // Both encodings across the candidate's layers, as the brief requires.
-            candidate_encodings: vec![Encoding::Aufs, Encoding::KernelUserXattr, Encoding::Kernel, Encoding::Aufs],
+            candidate_encodings: vec![
+                Encoding::Aufs,
+                Encoding::KernelUserXattr,
+                Encoding::Kernel,
+                Encoding::Aufs,
+            ],
             read_only: false,
             bin: candidate_bin(),
         }
@@ -120,12 +133,17 @@ fn timing(what: &str) {
     }
     let now = std::time::Instant::now();
     let prev = LAST.with(|l| l.replace(Some(now)));
-    let ms = prev.map(|p| (now - p).as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let ms = prev
+        .map(|p| (now - p).as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
     eprintln!("  [timing] {what}: +{ms:.1} ms");
 }
 
 fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn side_dirs(base: &Path, lowers: Vec<PathBuf>, read_only: bool) -> Result<Dirs> {
@@ -139,16 +157,105 @@ fn side_dirs(base: &Path, lowers: Vec<PathBuf>, read_only: bool) -> Result<Dirs>
         std::fs::create_dir_all(&w)?;
         // The merged root shows the upper root: give both sides the same explicit metadata.
         std::fs::set_permissions(&u, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let root = sys::open_abs(&u, libc::O_PATH | libc::O_DIRECTORY).map_err(std::io::Error::from_raw_os_error)?;
-        sys::utimensat(root.as_fd(), "", IMPLICIT_MTIME, IMPLICIT_MTIME, libc::AT_EMPTY_PATH)
+        let root = sys::open_abs(&u, libc::O_PATH | libc::O_DIRECTORY)
             .map_err(std::io::Error::from_raw_os_error)?;
+        sys::utimensat(
+            root.as_fd(),
+            "",
+            IMPLICIT_MTIME,
+            IMPLICIT_MTIME,
+            libc::AT_EMPTY_PATH,
+        )
+        .map_err(std::io::Error::from_raw_os_error)?;
         (Some(u), Some(w))
     };
-    Ok(Dirs { lowers, upper, work, mountpoint })
+    Ok(Dirs {
+        lowers,
+        upper,
+        work,
+        mountpoint,
+    })
+}
+
+/// Aborts the candidate's FUSE connection when one operation hangs, so a deadlocked
+/// filesystem fails the run (the op then returns ENOTCONN) instead of hanging CI.
+struct Watchdog {
+    current: Arc<Mutex<Option<(Instant, String)>>>,
+    stop: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(fuse_dev: Option<u64>) -> Watchdog {
+        let current: Arc<Mutex<Option<(Instant, String)>>> = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let fired = Arc::new(AtomicBool::new(false));
+        let limit = Duration::from_secs(
+            std::env::var("DIFF_OP_TIMEOUT_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60),
+        );
+        let (c, st, f) = (current.clone(), stop.clone(), fired.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let hung = c.lock().ok().and_then(|g| {
+                    g.as_ref()
+                        .filter(|(t, _)| t.elapsed() > limit)
+                        .map(|(_, op)| op.clone())
+                });
+                if let (Some(op), Some(dev)) = (hung, fuse_dev) {
+                    if !f.swap(true, Ordering::Relaxed) {
+                        eprintln!("difftest: candidate hung for {}s on {op}; aborting its FUSE connection", limit.as_secs());
+                        let _ =
+                            std::fs::write(format!("/sys/fs/fuse/connections/{dev}/abort"), "1");
+                    }
+                }
+            }
+        });
+        Watchdog {
+            current,
+            stop,
+            fired,
+            thread: Some(thread),
+        }
+    }
+
+    fn begin(&self, op: &Op) {
+        if let Ok(mut g) = self.current.lock() {
+            *g = Some((Instant::now(), compact(&format!("{op:?}"))));
+        }
+    }
+
+    fn end(&self) {
+        if let Ok(mut g) = self.current.lock() {
+            *g = None;
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The kernel's FUSE connection number of the filesystem mounted at `root` (the name of
+/// its /sys/fs/fuse/connections entry: the superblock's kernel dev_t).
+fn fuse_connection(root: &OwnedFd) -> Option<u64> {
+    let st = sys::fstat(root.as_fd()).ok()?;
+    let (ma, mi) = (sys::major(st.st_dev) as u64, sys::minor(st.st_dev) as u64);
+    Some((ma << 20) | mi)
 }
 
 /// A pair of live mounts of identical layers.
 pub struct Session {
+    watchdog: Watchdog,
     // Field order is drop order: fds before mounts before the directories.
     kroot: Option<OwnedFd>,
     croot: Option<OwnedFd>,
@@ -178,10 +285,19 @@ impl Session {
         ensure_private_fs();
         timing("start");
         // /var/tmp: a disk filesystem with trusted.* and user.* xattrs (not tmpfs).
-        let tmp = tempfile::Builder::new().prefix("difftest.").tempdir_in("/var/tmp").context("tempdir")?;
+        let tmp = tempfile::Builder::new()
+            .prefix("difftest.")
+            .tempdir_in("/var/tmp")
+            .context("tempdir")?;
         let (kb, cb) = (tmp.path().join("k"), tmp.path().join("c"));
-        let klowers = setup.fixture.materialise(&kb.join("layers"), &[Encoding::Kernel]).context("kernel layers")?;
-        let clowers = setup.fixture.materialise(&cb.join("layers"), &setup.candidate_encodings).context("candidate layers")?;
+        let klowers = setup
+            .fixture
+            .materialise(&kb.join("layers"), &[Encoding::Kernel])
+            .context("kernel layers")?;
+        let clowers = setup
+            .fixture
+            .materialise(&cb.join("layers"), &setup.candidate_encodings)
+            .context("candidate layers")?;
         let kdirs = side_dirs(&kb, klowers, setup.read_only)?;
         let cdirs = side_dirs(&cb, clowers, setup.read_only)?;
         let recent = now_s() - 1;
@@ -191,7 +307,9 @@ impl Session {
         timing("mounted");
         let kroot = open_root(&kdirs.mountpoint)?;
         let croot = open_root(&cdirs.mountpoint)?;
+        let watchdog = Watchdog::start(fuse_connection(&croot));
         Ok(Session {
+            watchdog,
             kroot: Some(kroot),
             croot: Some(croot),
             kernel: Some(kernel),
@@ -213,9 +331,13 @@ impl Session {
     pub fn run(&mut self, op: Op) -> Outcome {
         ensure_private_fs();
         self.ops += 1;
-        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else { return Err(libc::EBADF) };
+        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
+            return Err(libc::EBADF);
+        };
         let ko = execute(&op, k.as_fd());
+        self.watchdog.begin(&op);
         let co = execute(&op, c.as_fd());
+        self.watchdog.end();
         let d = outcome_diff(&ko, &co, self.recent);
         if !d.is_empty() {
             self.divergences.push(Divergence {
@@ -223,7 +345,11 @@ impl Session {
                 op: Some(op),
                 kernel: Some(show(&ko)),
                 candidate: Some(show(&co)),
-                details: if d.len() == 1 && d[0].contains(" vs ") && !d[0].contains(':') { Vec::new() } else { d },
+                details: if d.len() == 1 && d[0].contains(" vs ") && !d[0].contains(':') {
+                    Vec::new()
+                } else {
+                    d
+                },
             });
         }
         ko
@@ -243,7 +369,9 @@ impl Session {
                 op: None,
                 kernel: None,
                 candidate: None,
-                details: vec![format!("kernel overlay did not behave as the case assumes: {what}")],
+                details: vec![format!(
+                    "kernel overlay did not behave as the case assumes: {what}"
+                )],
             });
         }
     }
@@ -251,18 +379,29 @@ impl Session {
     /// Compares both whole trees, the candidate's inode consistency, and inode stability
     /// since the previous checkpoint (kernel as oracle).
     pub fn checkpoint(&mut self, label: &str) {
-        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else { return };
+        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
+            return;
+        };
         let kt = snapshot(k.as_fd());
+        self.watchdog
+            .begin(&Op::ReadDir(format!("<whole-tree snapshot {label}>")));
         let ct = snapshot(c.as_fd());
+        self.watchdog.end();
         let mut details = tree_diff(&kt, &ct, self.recent);
-        details.extend(ct.inode_problems.iter().map(|p| format!("candidate inode consistency: {p}")));
+        details.extend(
+            ct.inode_problems
+                .iter()
+                .map(|p| format!("candidate inode consistency: {p}")),
+        );
         if let Some((pk, pc)) = &self.last_trees {
             let kk = ino_kept(pk, &kt);
             let ck = ino_kept(pc, &ct);
             for (p, kept) in &kk {
                 if let Some(ckept) = ck.get(p) {
                     if *kept && !ckept {
-                        details.push(format!("/{p}: st_ino changed since the previous checkpoint (kernel kept it)"));
+                        details.push(format!(
+                            "/{p}: st_ino changed since the previous checkpoint (kernel kept it)"
+                        ));
                     }
                 }
             }
@@ -281,7 +420,13 @@ impl Session {
 
     fn push(&mut self, at: &str, details: Vec<String>) {
         if !details.is_empty() {
-            self.divergences.push(Divergence { at: at.into(), op: None, kernel: None, candidate: None, details });
+            self.divergences.push(Divergence {
+                at: at.into(),
+                op: None,
+                kernel: None,
+                candidate: None,
+                details,
+            });
         }
     }
 
@@ -317,9 +462,15 @@ impl Session {
         }
         timing("uppers compared");
         // Remount: what a restarted container would see.
-        match (KernelMount::mount(&self.kdirs), CandidateMount::mount(&self.setup.bin, &self.cdirs)) {
+        match (
+            KernelMount::mount(&self.kdirs),
+            CandidateMount::mount(&self.setup.bin, &self.cdirs),
+        ) {
             (Ok(mut k), Ok(mut c)) => {
-                let d = match (open_root(&self.kdirs.mountpoint), open_root(&self.cdirs.mountpoint)) {
+                let d = match (
+                    open_root(&self.kdirs.mountpoint),
+                    open_root(&self.cdirs.mountpoint),
+                ) {
                     (Ok(kr), Ok(cr)) => {
                         let kt = snapshot(kr.as_fd());
                         let ct = snapshot(cr.as_fd());
@@ -349,6 +500,14 @@ impl Session {
             }
         }
         timing("remount compared");
+        if self.watchdog.fired.load(Ordering::Relaxed) {
+            self.push(
+                "watchdog",
+                vec![
+                    "the candidate hung on an operation and its FUSE connection was aborted".into(),
+                ],
+            );
+        }
         std::mem::take(&mut self.divergences)
     }
 

@@ -14,7 +14,11 @@ pub const RANDOM_NAMES: &[&str] = &["f0", "f1", "f2", "f3", "d0", "d1", "own1000
 pub fn standard() -> Fixture {
     let mut base = Layer::default();
     base.dir("etc", 0o755);
-    base.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n", 0o644);
+    base.file(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+        0o644,
+    );
     base.file_owned("etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640, 0, 42);
     base.file("etc/hosts", "127.0.0.1 localhost\n", 0o644);
     base.file("etc/group", "root:x:0:\n", 0o644);
@@ -23,7 +27,13 @@ pub fn standard() -> Fixture {
     base.file("bin/su", "#!binary su\n", 0o4755);
     base.file_owned("bin/wall", "#!binary wall\n", 0o2755, 0, 5);
     base.file_owned("bin/both", "#!binary both\n", 0o6775, 1000, 1000);
-    base.file_owned("bin/sgid-nox", "not executable, setgid\n", 0o2664, 1000, 1000);
+    base.file_owned(
+        "bin/sgid-nox",
+        "not executable, setgid\n",
+        0o2664,
+        1000,
+        1000,
+    );
     base.dir("usr", 0o755);
     base.dir("usr/lib", 0o755);
     base.file("usr/lib/libc.so.6", "ELF libc 6\n", 0o755);
@@ -71,7 +81,9 @@ pub fn standard() -> Fixture {
     base.file("ren/other/o", "o\n", 0o644);
     base.file("ren/file", "plain file\n", 0o644);
     base.dir("xa", 0o755);
-    base.file("xa/f", "xattrs\n", 0o644).xattr("user.color", "red").xattr("trusted.secret", "s3cr3t");
+    base.file("xa/f", "xattrs\n", 0o644)
+        .xattr("user.color", "red")
+        .xattr("trusted.secret", "s3cr3t");
     base.dir("xa/d", 0o755).xattr("user.d", "1");
     base.symlink("xa/l", "f").xattr("trusted.l", "on-link");
     base.dir("odd", 0o755);
@@ -83,7 +95,8 @@ pub fn standard() -> Fixture {
     base.file("odd/exec", "exec only\n", 0o111);
     base.file("big/file", &"0123456789abcdef".repeat(16 * 1024), 0o644);
     base.dir("ra", 0o755);
-    base.file("ra/f0", "ra f0 base\n", 0o644).xattr("user.k", "base");
+    base.file("ra/f0", "ra f0 base\n", 0o644)
+        .xattr("user.k", "base");
     base.file("ra/f1", "ra f1 base\n", 0o644);
     base.file("ra/d0/f0", "ra d0 f0\n", 0o644);
     base.file("ra/d0/f1", "ra d0 f1\n", 0o600);
@@ -125,7 +138,8 @@ pub fn standard() -> Fixture {
     l1.opaque_dir("ra/d0", 0o755);
     l1.file("ra/d0/f3", "ra d0 f3 l1\n", 0o644);
     l1.file_owned("rb/d0/f0", "rb d0 f0 l1\n", 0o644, 1000, 1000);
-    l1.file("xa/f2", "xattr in l1\n", 0o644).xattr("user.layer", "l1");
+    l1.file("xa/f2", "xattr in l1\n", 0o644)
+        .xattr("user.layer", "l1");
     l1.file("etc/motd", "hello from l1\n", 0o644);
     l1.dir("mixed", 0o755);
     l1.file("mixed/c", "mixed c l1\n", 0o644);
@@ -141,7 +155,9 @@ pub fn standard() -> Fixture {
     l0.file("mixed/top", "only this survives\n", 0o644);
     l0.whiteout("odd/exec");
 
-    Fixture { layers: vec![l0, l1, l2, base] }
+    Fixture {
+        layers: vec![l0, l1, l2, base],
+    }
 }
 
 /// Length of each component of the deep lower path in the standard fixture.
@@ -159,4 +175,3 @@ pub fn deep_dir() -> String {
     }
     p
 }
-

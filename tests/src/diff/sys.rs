@@ -14,7 +14,9 @@ pub type Errno = i32;
 pub type SysResult<T> = Result<T, Errno>;
 
 fn errno() -> Errno {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn check(ret: libc::c_int) -> SysResult<libc::c_int> {
@@ -99,7 +101,12 @@ pub fn pread_all(fd: BorrowedFd<'_>, limit: usize) -> SysResult<Vec<u8>> {
     while out.len() < limit {
         // SAFETY: buf valid; offset within i64.
         let n = unsafe {
-            libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), out.len() as i64)
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                out.len() as i64,
+            )
         };
         if n < 0 {
             return Err(errno());
@@ -175,8 +182,14 @@ pub fn utimensat(
 ) -> SysResult<()> {
     let p = cpath(path)?;
     let ts = [
-        libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 },
-        libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 },
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
     ];
     // SAFETY: valid C string and a two-element array.
     check(unsafe { libc::utimensat(dir.as_raw_fd(), p.as_ptr(), ts.as_ptr(), flags) }).map(|_| ())
@@ -240,7 +253,14 @@ pub fn readlinkat(dir: BorrowedFd<'_>, path: &str) -> SysResult<Vec<u8>> {
     let p = cpath(path)?;
     let mut buf = vec![0u8; 8192];
     // SAFETY: buf valid for its length.
-    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            p.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if n < 0 {
         return Err(errno());
     }
@@ -279,8 +299,16 @@ pub fn listxattr(p: &CStr) -> SysResult<Vec<String>> {
 pub fn setxattr(p: &CStr, name: &str, value: &[u8], flags: i32) -> SysResult<()> {
     let n = cbytes(name.as_bytes())?;
     // SAFETY: valid pointers and lengths.
-    check(unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) })
-        .map(|_| ())
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(|_| ())
 }
 
 pub fn removexattr(p: &CStr, name: &str) -> SysResult<()> {
@@ -294,8 +322,16 @@ pub fn lsetxattr_abs(path: &std::path::Path, name: &str, value: &[u8]) -> SysRes
     let p = cbytes(path.as_os_str().as_bytes())?;
     let n = cbytes(name.as_bytes())?;
     // SAFETY: valid pointers and lengths.
-    check(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
-        .map(|_| ())
+    check(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(|_| ())
 }
 
 /// One directory entry as readdir reports it.
@@ -330,7 +366,11 @@ pub fn readdir(dirfd: OwnedFd) -> SysResult<Vec<RawDirent>> {
         // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
         let (name, d_type, d_ino) = unsafe {
             let e = &*ent;
-            (CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(), e.d_type, e.d_ino)
+            (
+                CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
+                e.d_type,
+                e.d_ino,
+            )
         };
         out.push(RawDirent {
             name: String::from_utf8_lossy(OsStr::from_bytes(&name).as_bytes()).into_owned(),

@@ -40,7 +40,11 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-pub fn xattrs_of(dir: BorrowedFd<'_>, name: &str, errors: &mut Vec<String>) -> BTreeMap<String, Vec<u8>> {
+pub fn xattrs_of(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let fd = match sys::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
         Ok(fd) => fd,
@@ -72,8 +76,13 @@ pub fn observe(dir: BorrowedFd<'_>, name: &str, st: &libc::stat) -> Node {
     let stat = StatInfo::from_stat(st);
     let mut errors = Vec::new();
     let content = (stat.kind == FileType::Reg).then(|| {
-        match sys::openat(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)
-            .and_then(|fd| sys::read_to_end(fd.as_fd(), 1 << 24))
+        match sys::openat(
+            dir,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            0,
+        )
+        .and_then(|fd| sys::read_to_end(fd.as_fd(), 1 << 24))
         {
             Ok(d) => Value::bytes(&d),
             Err(e) => {
@@ -87,7 +96,15 @@ pub fn observe(dir: BorrowedFd<'_>, name: &str, st: &libc::stat) -> Node {
         Err(e) => format!("<{}>", errno_name(e)),
     });
     let xattrs = xattrs_of(dir, name, &mut errors);
-    Node { stat, content, link_target, xattrs, entries: None, link_peer: None, errors }
+    Node {
+        stat,
+        content,
+        link_target,
+        xattrs,
+        entries: None,
+        link_peer: None,
+        errors,
+    }
 }
 
 fn walk(dirfd: OwnedFd, path: &str, tree: &mut Tree) {
@@ -113,7 +130,10 @@ fn walk(dirfd: OwnedFd, path: &str, tree: &mut Tree) {
         n.entries = Some(ents.iter().map(|e| (e.name.clone(), e.d_type)).collect());
         if let Some(dot) = ents.iter().find(|e| e.name == ".") {
             if dot.d_ino != n.stat.ino {
-                tree.inode_problems.push(format!("{:?}: readdir \".\" d_ino {} != st_ino {}", path, dot.d_ino, n.stat.ino));
+                tree.inode_problems.push(format!(
+                    "{:?}: readdir \".\" d_ino {} != st_ino {}",
+                    path, dot.d_ino, n.stat.ino
+                ));
             }
         }
     }
@@ -122,18 +142,29 @@ fn walk(dirfd: OwnedFd, path: &str, tree: &mut Tree) {
         let st = match sys::fstatat(dirfd.as_fd(), &e.name, libc::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(err) => {
-                tree.inode_problems.push(format!("{child:?}: listed by readdir but lstat fails: {}", errno_name(err)));
+                tree.inode_problems.push(format!(
+                    "{child:?}: listed by readdir but lstat fails: {}",
+                    errno_name(err)
+                ));
                 continue;
             }
         };
         if e.d_ino != st.st_ino {
-            tree.inode_problems.push(format!("{child:?}: readdir d_ino {} != st_ino {}", e.d_ino, st.st_ino));
+            tree.inode_problems.push(format!(
+                "{child:?}: readdir d_ino {} != st_ino {}",
+                e.d_ino, st.st_ino
+            ));
         }
         let node = observe(dirfd.as_fd(), &e.name, &st);
         let is_dir = node.stat.kind == FileType::Dir;
         tree.nodes.insert(child.clone(), node);
         if is_dir {
-            match sys::openat(dirfd.as_fd(), &e.name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+            match sys::openat(
+                dirfd.as_fd(),
+                &e.name,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) {
                 Ok(fd) => walk(fd, &child, tree),
                 Err(err) => {
                     if let Some(n) = tree.nodes.get_mut(&child) {
@@ -154,13 +185,16 @@ pub fn snapshot(root: BorrowedFd<'_>) -> Tree {
             tree.nodes.insert(String::new(), node);
         }
         Err(e) => {
-            tree.inode_problems.push(format!("root: stat fails: {}", errno_name(e)));
+            tree.inode_problems
+                .push(format!("root: stat fails: {}", errno_name(e)));
             return tree;
         }
     }
     match sys::openat(root, "", libc::O_PATH | libc::O_DIRECTORY, 0) {
         Ok(fd) => walk(fd, "", &mut tree),
-        Err(e) => tree.inode_problems.push(format!("root: open fails: {}", errno_name(e))),
+        Err(e) => tree
+            .inode_problems
+            .push(format!("root: open fails: {}", errno_name(e))),
     }
     // Hard-link peers: non-directories sharing an inode.
     let mut by_ino: BTreeMap<u64, String> = BTreeMap::new();
@@ -184,7 +218,10 @@ pub fn snapshot(root: BorrowedFd<'_>) -> Tree {
     for (p, n) in &tree.nodes {
         if let Ok(st) = sys::fstatat(root, p, libc::AT_SYMLINK_NOFOLLOW) {
             if st.st_ino != n.stat.ino {
-                tree.inode_problems.push(format!("{p:?}: st_ino changed between two stats: {} then {}", n.stat.ino, st.st_ino));
+                tree.inode_problems.push(format!(
+                    "{p:?}: st_ino changed between two stats: {} then {}",
+                    n.stat.ino, st.st_ino
+                ));
             }
         }
     }
@@ -196,10 +233,17 @@ pub fn tree_diff(k: &Tree, c: &Tree, recent: i64) -> Vec<String> {
     let mut out = Vec::new();
     let paths: BTreeSet<&String> = k.nodes.keys().chain(c.nodes.keys()).collect();
     for p in paths {
-        let show = if p.is_empty() { "/".to_string() } else { format!("/{p}") };
+        let show = if p.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/{p}")
+        };
         match (k.nodes.get(p), c.nodes.get(p)) {
             (Some(a), None) => out.push(format!("{show}: only in kernel tree ({:?})", a.stat.kind)),
-            (None, Some(b)) => out.push(format!("{show}: only in candidate tree ({:?})", b.stat.kind)),
+            (None, Some(b)) => out.push(format!(
+                "{show}: only in candidate tree ({:?})",
+                b.stat.kind
+            )),
             (Some(a), Some(b)) => {
                 for d in a.stat.diff(&b.stat, recent) {
                     out.push(format!("{show}: {d}"));
@@ -208,23 +252,43 @@ pub fn tree_diff(k: &Tree, c: &Tree, recent: i64) -> Vec<String> {
                     continue;
                 }
                 if a.content != b.content {
-                    let s = |v: &Option<Value>| v.as_ref().map(|x| x.to_string()).unwrap_or_default();
-                    out.push(format!("{show}: content {} vs {}", s(&a.content), s(&b.content)));
+                    let s =
+                        |v: &Option<Value>| v.as_ref().map(|x| x.to_string()).unwrap_or_default();
+                    out.push(format!(
+                        "{show}: content {} vs {}",
+                        s(&a.content),
+                        s(&b.content)
+                    ));
                 }
                 if a.link_target != b.link_target {
-                    out.push(format!("{show}: symlink target {:?} vs {:?}", a.link_target, b.link_target));
+                    out.push(format!(
+                        "{show}: symlink target {:?} vs {:?}",
+                        a.link_target, b.link_target
+                    ));
                 }
                 if a.xattrs != b.xattrs {
-                    out.push(format!("{show}: xattrs {} vs {}", show_xattrs(&a.xattrs), show_xattrs(&b.xattrs)));
+                    out.push(format!(
+                        "{show}: xattrs {} vs {}",
+                        show_xattrs(&a.xattrs),
+                        show_xattrs(&b.xattrs)
+                    ));
                 }
                 if a.entries != b.entries {
-                    let (ea, eb) = (a.entries.clone().unwrap_or_default(), b.entries.clone().unwrap_or_default());
+                    let (ea, eb) = (
+                        a.entries.clone().unwrap_or_default(),
+                        b.entries.clone().unwrap_or_default(),
+                    );
                     let only_k: Vec<_> = ea.difference(&eb).collect();
                     let only_c: Vec<_> = eb.difference(&ea).collect();
-                    out.push(format!("{show}: readdir only kernel {only_k:?}, only candidate {only_c:?}"));
+                    out.push(format!(
+                        "{show}: readdir only kernel {only_k:?}, only candidate {only_c:?}"
+                    ));
                 }
                 if a.link_peer != b.link_peer {
-                    out.push(format!("{show}: same inode as {:?} vs {:?}", a.link_peer, b.link_peer));
+                    out.push(format!(
+                        "{show}: same inode as {:?} vs {:?}",
+                        a.link_peer, b.link_peer
+                    ));
                 }
                 if a.errors != b.errors {
                     out.push(format!("{show}: errors {:?} vs {:?}", a.errors, b.errors));
@@ -237,7 +301,10 @@ pub fn tree_diff(k: &Tree, c: &Tree, recent: i64) -> Vec<String> {
 }
 
 pub fn show_xattrs(x: &BTreeMap<String, Vec<u8>>) -> String {
-    let parts: Vec<String> = x.iter().map(|(k, v)| format!("{k}={:?}", String::from_utf8_lossy(v))).collect();
+    let parts: Vec<String> = x
+        .iter()
+        .map(|(k, v)| format!("{k}={:?}", String::from_utf8_lossy(v)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -246,6 +313,13 @@ pub fn ino_kept(before: &Tree, after: &Tree) -> BTreeMap<String, bool> {
     before
         .nodes
         .iter()
-        .filter_map(|(p, n)| after.nodes.get(p).map(|m| (p.clone(), m.stat.ino == n.stat.ino && m.stat.kind == n.stat.kind)))
+        .filter_map(|(p, n)| {
+            after.nodes.get(p).map(|m| {
+                (
+                    p.clone(),
+                    m.stat.ino == n.stat.ino && m.stat.kind == n.stat.kind,
+                )
+            })
+        })
         .collect()
 }

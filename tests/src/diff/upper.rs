@@ -40,7 +40,10 @@ use super::tree::{observe, show_xattrs};
 pub enum UKind {
     Whiteout,
     /// `merges_with`: the lower directory path merged under this one.
-    Dir { opaque: bool, merges_with: Option<String> },
+    Dir {
+        opaque: bool,
+        merges_with: Option<String>,
+    },
     Other,
 }
 
@@ -59,7 +62,9 @@ pub struct UEntry {
 }
 
 fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name.starts_with("user.fuseoverlayfs.")
+    name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name.starts_with("user.fuseoverlayfs.")
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -78,8 +83,15 @@ fn name_of(path: &str) -> &str {
     path.rfind('/').map(|i| &path[i + 1..]).unwrap_or(path)
 }
 
-fn raw_walk(dirfd: OwnedFd, path: &str, out: &mut BTreeMap<String, UEntry>, errors: &mut Vec<String>) {
-    let ents = match sys::openat(dirfd.as_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY, 0).and_then(sys::readdir) {
+fn raw_walk(
+    dirfd: OwnedFd,
+    path: &str,
+    out: &mut BTreeMap<String, UEntry>,
+    errors: &mut Vec<String>,
+) {
+    let ents = match sys::openat(dirfd.as_fd(), ".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .and_then(sys::readdir)
+    {
         Ok(e) => e,
         Err(e) => {
             errors.push(format!("/{path}: readdir {}", errno_name(e)));
@@ -114,7 +126,12 @@ fn raw_walk(dirfd: OwnedFd, path: &str, out: &mut BTreeMap<String, UEntry>, erro
         let is_dir = matches!(entry.kind, UKind::Dir { .. });
         out.insert(child.clone(), entry);
         if is_dir {
-            match sys::openat(dirfd.as_fd(), &e.name, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0) {
+            match sys::openat(
+                dirfd.as_fd(),
+                &e.name,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            ) {
                 Ok(fd) => raw_walk(fd, &child, out, errors),
                 Err(err) => errors.push(format!("/{child}: open {}", errno_name(err))),
             }
@@ -144,10 +161,22 @@ fn entry_from(node: super::tree::Node) -> UEntry {
         .get("trusted.overlay.redirect")
         .or_else(|| node.xattrs.get("user.overlay.redirect"))
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    let xattrs = node.xattrs.iter().filter(|(k, _)| !is_private_xattr(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let xattrs = node
+        .xattrs
+        .iter()
+        .filter(|(k, _)| !is_private_xattr(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let is_dir = node.stat.kind == FileType::Dir;
     UEntry {
-        kind: if is_dir { UKind::Dir { opaque: false, merges_with: None } } else { UKind::Other },
+        kind: if is_dir {
+            UKind::Dir {
+                opaque: false,
+                merges_with: None,
+            }
+        } else {
+            UKind::Other
+        },
         raw_ino: node.stat.ino,
         stat: Some(node.stat),
         content: node.content,
@@ -160,7 +189,10 @@ fn entry_from(node: super::tree::Node) -> UEntry {
 }
 
 /// Reads and normalises the upper directory `upper` against the canonical lower view.
-pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UEntry>, Vec<String>) {
+pub fn normalised_upper(
+    upper: &Path,
+    lower: &LowerView,
+) -> (BTreeMap<String, UEntry>, Vec<String>) {
     let mut raw = BTreeMap::new();
     let mut errors = Vec::new();
     match sys::open_abs(upper, libc::O_PATH | libc::O_DIRECTORY) {
@@ -182,11 +214,17 @@ pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UE
     let mut out: BTreeMap<String, UEntry> = BTreeMap::new();
     for p in &paths {
         let Some(e) = raw.get(p) else { continue };
-        let parent_lp = if p.is_empty() { None } else { merges.get(parent_of(p)).cloned().flatten() };
+        let parent_lp = if p.is_empty() {
+            None
+        } else {
+            merges.get(parent_of(p)).cloned().flatten()
+        };
         let mut e = e.clone();
         match e.kind {
             UKind::Whiteout => {
-                let hides = parent_lp.as_ref().is_some_and(|pl| lower.lookup(&join(pl, name_of(p))).is_some());
+                let hides = parent_lp
+                    .as_ref()
+                    .is_some_and(|pl| lower.lookup(&join(pl, name_of(p))).is_some());
                 if !hides {
                     continue;
                 }
@@ -196,7 +234,9 @@ pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UE
                     Some(String::new())
                 } else {
                     match &e.raw_redirect {
-                        Some(r) if r.starts_with('/') => Some(r.trim_start_matches('/').to_string()),
+                        Some(r) if r.starts_with('/') => {
+                            Some(r.trim_start_matches('/').to_string())
+                        }
                         Some(r) => parent_lp.as_ref().map(|pl| join(pl, r)),
                         None => parent_lp.as_ref().map(|pl| join(pl, name_of(p))),
                     }
@@ -205,7 +245,10 @@ pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UE
                 let opaque = e.raw_opaque && lower_dir.is_some() && !p.is_empty();
                 let merges_with = if opaque { None } else { lower_dir };
                 merges.insert(p.clone(), merges_with.clone());
-                e.kind = UKind::Dir { opaque, merges_with };
+                e.kind = UKind::Dir {
+                    opaque,
+                    merges_with,
+                };
             }
             UKind::Other => {}
         }
@@ -221,16 +264,29 @@ pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UE
     }
     let mut synthetic: Vec<(String, UEntry)> = Vec::new();
     for names in names_per_ino.values() {
-        let Some(first) = names.first().and_then(|n| out.get(n)) else { continue };
+        let Some(first) = names.first().and_then(|n| out.get(n)) else {
+            continue;
+        };
         let nlink = first.stat.as_ref().map(|s| s.nlink).unwrap_or(1);
         if nlink as usize <= names.len() {
             continue;
         }
         for n in names {
-            let Some(Some(pl)) = merges.get(parent_of(n)) else { continue };
-            let Some(LowerHit::NonDir { link_group: Some(g), .. }) = lower.lookup(&join(pl, name_of(n))) else { continue };
+            let Some(Some(pl)) = merges.get(parent_of(n)) else {
+                continue;
+            };
+            let Some(LowerHit::NonDir {
+                link_group: Some(g),
+                ..
+            }) = lower.lookup(&join(pl, name_of(n)))
+            else {
+                continue;
+            };
             for q in lower.link_group_members(&g) {
-                if out.contains_key(&q) || synthetic.iter().any(|(s, _)| *s == q) || !reachable_unchanged(&q, &out) {
+                if out.contains_key(&q)
+                    || synthetic.iter().any(|(s, _)| *s == q)
+                    || !reachable_unchanged(&q, &out)
+                {
                     continue;
                 }
                 synthetic.push((q, first.clone()));
@@ -243,7 +299,9 @@ pub fn normalised_upper(upper: &Path, lower: &LowerView) -> (BTreeMap<String, UE
     let mut first_by_ino: BTreeMap<u64, (String, usize)> = BTreeMap::new();
     for (p, e) in &out {
         if e.kind == UKind::Other {
-            let slot = first_by_ino.entry(e.raw_ino).or_insert_with(|| (p.clone(), 0));
+            let slot = first_by_ino
+                .entry(e.raw_ino)
+                .or_insert_with(|| (p.clone(), 0));
             slot.1 += 1;
         }
     }
@@ -266,7 +324,10 @@ fn reachable_unchanged(q: &str, upper: &BTreeMap<String, UEntry>) -> bool {
     loop {
         if let Some(e) = upper.get(a) {
             match &e.kind {
-                UKind::Dir { merges_with: Some(m), .. } if m == a => {}
+                UKind::Dir {
+                    merges_with: Some(m),
+                    ..
+                } if m == a => {}
                 _ => return false,
             }
         }
@@ -278,12 +339,19 @@ fn reachable_unchanged(q: &str, upper: &BTreeMap<String, UEntry>) -> bool {
 }
 
 /// Differences between the normalised kernel upper `k` and candidate upper `c`.
-pub fn upper_diff(k: &BTreeMap<String, UEntry>, c: &BTreeMap<String, UEntry>, recent: i64) -> Vec<String> {
+pub fn upper_diff(
+    k: &BTreeMap<String, UEntry>,
+    c: &BTreeMap<String, UEntry>,
+    recent: i64,
+) -> Vec<String> {
     let mut out = Vec::new();
     let paths: BTreeSet<&String> = k.keys().chain(c.keys()).collect();
     let desc = |e: &UEntry| match &e.kind {
         UKind::Whiteout => "whiteout".to_string(),
-        UKind::Dir { opaque, merges_with } => format!("dir opaque={opaque} merges_with={merges_with:?}"),
+        UKind::Dir {
+            opaque,
+            merges_with,
+        } => format!("dir opaque={opaque} merges_with={merges_with:?}"),
         UKind::Other => format!("{:?}", e.stat.as_ref().map(|s| s.kind)),
     };
     for p in paths {
@@ -309,10 +377,17 @@ pub fn upper_diff(k: &BTreeMap<String, UEntry>, c: &BTreeMap<String, UEntry>, re
                     out.push(format!("{show}: content differs"));
                 }
                 if a.link_target != b.link_target {
-                    out.push(format!("{show}: symlink target {:?} vs {:?}", a.link_target, b.link_target));
+                    out.push(format!(
+                        "{show}: symlink target {:?} vs {:?}",
+                        a.link_target, b.link_target
+                    ));
                 }
                 if a.xattrs != b.xattrs {
-                    out.push(format!("{show}: xattrs {} vs {}", show_xattrs(&a.xattrs), show_xattrs(&b.xattrs)));
+                    out.push(format!(
+                        "{show}: xattrs {} vs {}",
+                        show_xattrs(&a.xattrs),
+                        show_xattrs(&b.xattrs)
+                    ));
                 }
                 if a.group != b.group {
                     out.push(format!("{show}: link group {:?} vs {:?}", a.group, b.group));
