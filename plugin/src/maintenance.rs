@@ -184,7 +184,10 @@ pub fn gc(store: &Store) -> Result<GcReport> {
     let live_layers: HashSet<&str> = store.layers.keys().map(String::as_str).collect();
     let stacks = repo.all_stacks()?;
     let mounts = repo.container_mounts()?;
-    let tx = repo.conn.transaction().map_err(sql)?;
+    let tx = repo
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     // Containers that are gone: forget their mounts.
     for m in &mounts {
         if !live_layers.contains(m.container_layer.as_str()) {

@@ -37,6 +37,9 @@ pub struct Options {
     pub onto: Option<String>,
     pub base: Option<String>,
     pub policy: Policy,
+    /// False when the user gave no policy: the image keeps the policy of its current
+    /// rebase (policies are remembered per image), else the default.
+    pub policy_given: bool,
     /// Compute and report only: nothing is written.
     pub dry_run: bool,
     /// Set the image to the new stack (false for inspection mounts).
@@ -111,6 +114,17 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
     let graphroot = &store.config.graphroot;
     // Read through an existing repository; create one only when there is something to write.
     let mut repo = Repo::open_existing(graphroot)?;
+    let policy = match (&repo, opts.policy_given) {
+        (Some(r), false) => match r.assigned_stack(&plan.image_id)? {
+            Some(stack) => Policy::parse(&stack.policy.split(' ').collect::<Vec<_>>())?,
+            None => opts.policy.clone(),
+        },
+        _ => opts.policy.clone(),
+    };
+    let opts = &Options {
+        policy,
+        ..opts.clone()
+    };
     let diff = |id: &String| store.diff_dir(id);
     let old_bottom: Vec<PathBuf> = plan.old_base.layers.iter().map(diff).collect();
     let new_bottom: Vec<PathBuf> = plan.new_base_layers.iter().map(diff).collect();
@@ -288,7 +302,10 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
 
     let path = repo.path.clone();
     let sql = |e| repo_err(&path, e);
-    let tx = repo.conn.transaction().map_err(sql)?;
+    let tx = repo
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     write::record_base(
         &tx,
         &plan.old_base.image_id,
@@ -382,7 +399,10 @@ pub fn rollback(
     let mut repo = Repo::open_existing(&store.config.graphroot)?
         .ok_or_else(|| Error::NothingToRollBack(image.display_name()))?;
     let path = repo.path.clone();
-    let tx = repo.conn.transaction().map_err(|e| repo_err(&path, e))?;
+    let tx = repo
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| repo_err(&path, e))?;
     let step = write::rollback(&tx, &image.id).map_err(|e| repo_err(&path, e))?;
     tx.commit().map_err(|e| repo_err(&path, e))?;
     let Some((_, back_to)) = step else {

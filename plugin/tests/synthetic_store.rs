@@ -151,6 +151,7 @@ fn rebase_reuse_serve_rollback_gc() {
         image: "app:1".into(),
         onto: Some("base:2".into()),
         policy: Policy::parse(&["refuse"]).unwrap(),
+        policy_given: true,
         assign: true,
         ..Default::default()
     };
@@ -186,6 +187,20 @@ fn rebase_reuse_serve_rollback_gc() {
     let resolution = report.lowers[0].clone();
     assert_eq!(fs::read_to_string(resolution.join("etc/passwd")).unwrap(),
         "root:x:0:0::/root:/bin/sh\nsys:x:101:101::/:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n");
+    // Again without a policy: the image keeps its policy, everything comes from the repository.
+    let again = Options {
+        policy: Policy::default(),
+        policy_given: false,
+        ..opts.clone()
+    };
+    let repeat = rebase::rebase(&store, &again, &NoProgress).unwrap();
+    assert_eq!(repeat.policy, "upper-wins merge");
+    assert!(
+        repeat.layers.iter().all(|l| l.reused)
+            && repeat.resolution_reused
+            && repeat.base_changes_reused
+    );
+    assert_eq!(repeat.stack_id, report.stack_id);
     let diff = |id: &str| tmp.path().join("overlay").join(id).join("diff");
     assert_eq!(report.lowers[1..], [diff(&a2), diff(&a1), diff(&n)]);
 
@@ -244,8 +259,8 @@ fn rebase_reuse_serve_rollback_gc() {
     };
     assert_eq!(
         hits(&rebased_a1),
-        Some(2),
-        "one container mount + one reuse by the variant"
+        Some(3),
+        "the repeat, one container mount, the variant"
     );
 
     // Rollback: the mount program serves the original again.

@@ -44,6 +44,7 @@ pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
                 onto: Some(onto.clone()),
                 base: args.base.clone(),
                 policy: Policy::parse(&args.policy)?,
+                policy_given: !args.policy.is_empty(),
                 dry_run: false,
                 assign: false,
             };

@@ -22,6 +22,7 @@ pub struct RebaseArgs {
     #[arg(long)]
     dry_run: bool,
     /// Conflict policy; repeatable: upper-wins (default), merge, refuse, base-wins=PATH[,PATH].
+    /// Without it the image keeps the policy of its current rebase.
     #[arg(long, value_name = "POLICY")]
     policy: Vec<String>,
 }
@@ -33,6 +34,7 @@ pub fn run(global: &Global, args: &RebaseArgs) -> anyhow::Result<i32> {
         image: args.image.clone(),
         onto: args.onto.clone(),
         base: args.base.clone(),
+        policy_given: !args.policy.is_empty(),
         policy,
         dry_run: args.dry_run,
         assign: true,

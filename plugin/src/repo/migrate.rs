@@ -28,7 +28,12 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
         .enumerate()
         .skip(usize::try_from(found).unwrap_or(0))
     {
-        let tx = conn.transaction()?;
+        // Immediate: a concurrent opener waits, then sees the step already done.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > index as i64 {
+            continue;
+        }
         tx.execute_batch(script)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;

@@ -428,7 +428,10 @@ impl Repo {
         stack_id: Option<i64>,
     ) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| classify(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| classify(&path, e))?;
         let previous: Option<Option<i64>> = tx
             .query_row(
                 "SELECT stack_id FROM container_mounts WHERE container_layer = ?1",
