@@ -301,16 +301,21 @@ fn fails(setup: &Setup, ops: &[Op], target: &Target) -> bool {
 }
 
 /// Shrinks a failing sequence (ddmin-style chunk removal) within `budget`, keeping the
-/// last op and the `target` divergence. Returns the smallest failing sequence found.
+/// `target` divergence (and, for an op divergence, that op last). Returns the smallest failing sequence found.
 pub fn minimise(setup: &Setup, ops: &[Op], target: &Target, budget: Duration) -> Vec<Op> {
     let start = Instant::now();
-    let Some((last, prefix)) = ops.split_last() else {
-        return Vec::new();
+    // An op divergence needs its op last; a tree/upper divergence may not need it at all.
+    let (last, prefix): (Option<&Op>, &[Op]) = match target {
+        Target::OpDiverges(_) => match ops.split_last() {
+            Some((l, p)) => (Some(l), p),
+            None => return Vec::new(),
+        },
+        Target::Detail(_) => (None, ops),
     };
     let mut cur: Vec<Op> = prefix.to_vec();
     let with_last = |v: &[Op]| {
         let mut x = v.to_vec();
-        x.push(last.clone());
+        x.extend(last.cloned());
         x
     };
     let fails = |v: &[Op]| fails(setup, &with_last(v), target);
