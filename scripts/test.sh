@@ -10,6 +10,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 started=$(date +%s)
 cargo build --release
+# --no-fail-fast: a failing suite must not hide the results of the others.
 # The tests find the binary at target/release/rebasefs (or $CARGO_TARGET_DIR, REBASEFS_BIN).
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
 echo "test.sh: all tests passed in $(( $(date +%s) - started ))s"
