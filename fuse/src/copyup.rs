@@ -62,7 +62,13 @@ impl Overlay {
         if let Ok(st) = sys::stat_at(pupper.fd(), &name) {
             self.nodes.add_origin((st.st_dev, st.st_ino), node.identity);
         }
-        self.refresh(node)
+        let res = self.refresh(node)?;
+        if !top.is_dir() {
+            if let Some(up) = res.upper(&stack) {
+                self.swap_open_handles(node, up.fd());
+            }
+        }
+        Ok(res)
     }
 }
 
@@ -98,7 +104,7 @@ fn copy_entry(top: &LayerEntry, work: BorrowedFd<'_>, tmp: &std::ffi::OsStr) -> 
     }
     let fd = sys::open_path_at(work, tmp).map_err(errno)?;
     sys::chown_fd(fd.as_fd(), Some(st.st_uid), Some(st.st_gid)).map_err(errno)?;
-    copy_xattrs(top.fd(), fd.as_fd())?;
+    copy_xattrs(top.fd(), fd.as_fd(), fmt == libc::S_IFDIR)?;
     if fmt != libc::S_IFLNK {
         sys::chmod_fd(fd.as_fd(), st.st_mode).map_err(errno)?;
     }

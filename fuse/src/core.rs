@@ -33,7 +33,11 @@ pub const NAME_MAX: usize = 255;
 #[derive(Debug)]
 pub enum Handle {
     File {
-        fd: OwnedFd,
+        /// Swapped to the upper copy when the file is copied up while open.
+        fd: RwLock<Arc<OwnedFd>>,
+        node: u64,
+        /// Served through this daemon (not passthrough).
+        cached: bool,
         /// Keeps the passthrough registration alive while the file is open.
         #[allow(dead_code)]
         backing: Option<Arc<BackingFile>>,
@@ -158,23 +162,29 @@ impl Overlay {
     pub fn attr(&self, node: &Node, res: &Resolved) -> Res<FileAttr> {
         let top = res.top().ok_or(Errno::ENOENT)?;
         let st = sys::stat_fd(top.fd()).map_err(errno)?;
-        let merged = lookup::is_dir(&st) && res.entries.len() > 1;
-        let mut a = idmap::file_attr(node.id, &st, merged, &self.ids);
-        let links = node.lower_links.load(Ordering::Relaxed);
-        if links > 1 && !lookup::is_dir(&st) {
-            let up = res.upper(&self.stack()).is_some();
+        Ok(self.attr_from_stat(node, res, &st))
+    }
+
+    /// Attributes from a stat of the node's top file (or of an open fd of it).
+    pub fn attr_from_stat(&self, node: &Node, res: &Resolved, st: &sys::Stat) -> FileAttr {
+        let merged = lookup::is_dir(st) && res.entries.len() > 1;
+        let mut a = idmap::file_attr(node.id, st, merged, &self.ids);
+        if !lookup::is_dir(st) {
+            let links = node.lower_links.load(Ordering::Relaxed);
             let gone = node.lower_links_gone.load(Ordering::Relaxed);
-            if up {
-                // The upper copy's own links plus the lower names not yet replaced.
+            let upper = res.upper(&self.stack()).is_some();
+            if upper && links > 1 {
+                // Kernel overlay (index=on): the upper copy's own links plus the lower
+                // names still reaching it.
                 a.nlink = (a.nlink + links - 1).saturating_sub(gone);
+            } else if !upper {
+                a.nlink = a.nlink.saturating_sub(gone);
             }
         }
-        let unlinked = node.state.lock().unlinked;
-        if unlinked && !lookup::is_dir(&st) {
-            a.nlink = 0;
+        if let Some(top) = res.top() {
+            self.apply_override(top.fd(), &mut a);
         }
-        self.apply_override(top.fd(), &mut a);
-        Ok(a)
+        a
     }
 
     /// Looks `name` up under `parent`, registering the node (one kernel lookup).
@@ -267,9 +277,36 @@ impl Overlay {
     }
 
     pub fn remove_handle(&self, fh: u64) -> Option<Arc<Handle>> {
-        self.handles[(fh as usize) % HANDLE_SHARDS]
+        let h = self.handles[(fh as usize) % HANDLE_SHARDS]
             .write()
-            .remove(&fh)
+            .remove(&fh)?;
+        if let Handle::File {
+            node, cached: true, ..
+        } = &*h
+        {
+            if let Some(n) = self.nodes.get(*node) {
+                let mut io = n.io.lock();
+                io.cached_opens = io.cached_opens.saturating_sub(1);
+                io.lower_fhs.retain(|f| *f != fh);
+            }
+        }
+        Some(h)
+    }
+
+    /// After a copy-up, points the node's open read-only handles at the upper copy
+    /// (kernel overlayfs readers also see the copied-up file).
+    pub fn swap_open_handles(&self, node: &Node, upper: std::os::fd::BorrowedFd<'_>) {
+        let fhs = std::mem::take(&mut node.io.lock().lower_fhs);
+        for fh in fhs {
+            if let Ok(h) = self.handle(fh) {
+                if let Handle::File { fd, .. } = &*h {
+                    match sys::reopen(upper, libc::O_RDONLY) {
+                        Ok(f) => *fd.write() = Arc::new(f),
+                        Err(e) => tracing::warn!("reopening handle {fh} after copy-up: {e}"),
+                    }
+                }
+            }
+        }
     }
 
     /// A fresh name for a temporary entry in the work directory.

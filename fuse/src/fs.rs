@@ -56,7 +56,7 @@ fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
 struct Opened {
     fh: u64,
     backing: Option<Arc<BackingFile>>,
-    direct_io: bool,
+    keep_cache: bool,
 }
 
 impl Fs {
@@ -81,12 +81,9 @@ impl Fs {
         if let Some(fh) = fh {
             if let Ok(h) = self.ov.handle(fh.0) {
                 if let Handle::File { fd, .. } = &*h {
+                    let fd = fd.read().clone();
                     let st = sys::stat_fd(fd.as_fd()).map_err(errno)?;
-                    let mut a = crate::idmap::file_attr(node.id, &st, false, &self.ov.ids);
-                    if let Some(top) = res.top() {
-                        self.ov.apply_override(top.fd(), &mut a);
-                    }
-                    return Ok(a);
+                    return Ok(self.ov.attr_from_stat(&node, &res, &st));
                 }
             }
         }
@@ -94,45 +91,64 @@ impl Fs {
     }
 
     /// Registers an open fd as a handle, with a passthrough backing when possible.
+    /// Registers an open fd as a handle. Upper files use FUSE passthrough when the
+    /// kernel offers it. Lower files are served by the daemon: a copy-up while they are
+    /// open must redirect their readers to the upper copy (as kernel overlayfs does),
+    /// which a passthrough backing file cannot do, and the kernel refuses mixing
+    /// passthrough and daemon-served opens of one inode.
     fn register_open(
         &self,
         node: &Node,
         fd: OwnedFd,
+        upper: bool,
         make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<fuser::BackingId>,
     ) -> Res<Opened> {
         let st = sys::stat_fd(fd.as_fd()).map_err(errno)?;
-        let mut backing = None;
-        let mut direct_io = false;
         let is_reg = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-        if is_reg && self.ov.passthrough.load(Ordering::Relaxed) {
-            let file = (st.st_dev, st.st_ino);
-            let mut io = node.io.lock();
-            let live = io.backing.as_ref().and_then(|w| w.upgrade());
-            match live {
-                Some(b) if b.file == file => backing = Some(b),
-                Some(_) => direct_io = true,
-                None => match make_backing(&fd) {
-                    Ok(id) => {
-                        let b = Arc::new(BackingFile { id, file });
-                        io.backing = Some(Arc::downgrade(&b));
-                        backing = Some(b);
-                    }
-                    Err(e) => debug!("passthrough backing refused: {e}"),
-                },
+        let mut io = node.io.lock();
+        let mut backing = None;
+        let live = io.backing.as_ref().and_then(|w| w.upgrade());
+        let file = (st.st_dev, st.st_ino);
+        if let Some(b) = live {
+            if b.file != file {
+                return Err(Errno::EBUSY);
+            }
+            backing = Some(b);
+        } else if is_reg
+            && upper
+            && io.cached_opens == 0
+            && self.ov.passthrough.load(Ordering::Relaxed)
+        {
+            match make_backing(&fd) {
+                Ok(id) => {
+                    let b = Arc::new(BackingFile { id, file });
+                    io.backing = Some(Arc::downgrade(&b));
+                    backing = Some(b);
+                }
+                Err(e) => debug!("passthrough backing refused: {e}"),
             }
         }
+        let cached = backing.is_none();
         let fh = self.ov.add_handle(Handle::File {
-            fd,
+            fd: parking_lot::RwLock::new(Arc::new(fd)),
+            node: node.id,
+            cached,
             backing: backing.clone(),
         });
+        if cached {
+            io.cached_opens += 1;
+            if !upper {
+                io.lower_fhs.push(fh);
+            }
+        }
         Ok(Opened {
             fh,
             backing,
-            direct_io,
+            keep_cache: cached && !upper,
         })
     }
 
-    fn open_inner(&self, ino: u64, flags: i32) -> Res<(Arc<Node>, OwnedFd)> {
+    fn open_inner(&self, ino: u64, flags: i32) -> Res<(Arc<Node>, OwnedFd, bool)> {
         let node = self.ov.node(ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
@@ -148,13 +164,17 @@ impl Fs {
         }
         let keep = !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_APPEND);
         let fd = sys::reopen(top.fd(), flags & keep).map_err(errno)?;
-        Ok((node, fd))
+        let upper = res.upper(&self.ov.stack()).is_some();
+        Ok((node, fd, upper))
     }
 
     fn file_fd<T>(&self, fh: FileHandle, f: impl FnOnce(&OwnedFd) -> Res<T>) -> Res<T> {
         let h = self.ov.handle(fh.0)?;
         match &*h {
-            Handle::File { fd, .. } => f(fd),
+            Handle::File { fd, .. } => {
+                let fd = fd.read().clone();
+                f(&fd)
+            }
             Handle::Dir { .. } => Err(Errno::EISDIR),
         }
     }
@@ -199,7 +219,7 @@ impl Fs {
                 let via_fh = fh
                     .and_then(|fh| self.ov.handle(fh.0).ok())
                     .and_then(|h| match &*h {
-                        Handle::File { fd, .. } => Some(sys::ftruncate(fd.as_fd(), sz)),
+                        Handle::File { fd, .. } => Some(sys::ftruncate(fd.read().as_fd(), sz)),
                         Handle::Dir { .. } => None,
                     });
                 match via_fh {
@@ -483,11 +503,15 @@ impl Filesystem for Fs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let r = self
             .open_inner(ino.0, flags.0)
-            .and_then(|(node, fd)| self.register_open(&node, fd, |fd| reply.open_backing(fd)));
+            .and_then(|(node, fd, upper)| {
+                self.register_open(&node, fd, upper, |fd| reply.open_backing(fd))
+            });
         match r {
             Ok(o) => match &o.backing {
                 Some(b) => reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), &b.id),
-                None if o.direct_io => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
+                None if o.keep_cache => {
+                    reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
+                }
                 None => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
             },
             Err(e) => reply.error(e),
@@ -747,17 +771,15 @@ impl Filesystem for Fs {
         reply: ReplyEmpty,
     ) {
         let r = (|| {
-            if crate::whiteout::is_private_xattr(name) {
-                return Err(Errno::EOPNOTSUPP);
-            }
             if self.ov.xattr_hidden(name) {
                 return Err(Errno::EPERM);
             }
+            let stored = crate::whiteout::xattr_to_stored(name).ok_or(Errno::EPERM)?;
             let _t = self.ov.tree.lock();
             let stack = self.ov.stack();
             let (_, res) = self.upper_of(ino.0)?;
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
-            sys::set_xattr(up.fd(), name, value, flags).map_err(errno)
+            sys::set_xattr(up.fd(), &stored, value, flags).map_err(errno)
         })();
         match r {
             Ok(()) => reply.ok(),
@@ -770,29 +792,27 @@ impl Filesystem for Fs {
             let node = self.ov.node(ino.0)?;
             let res = self.ov.resolve(&node)?;
             let top = res.top().ok_or(Errno::ENOENT)?;
-            self.ov.get_xattr(top.fd(), name)
+            self.ov.get_xattr(top.fd(), name, top.is_dir())
         })();
         Self::xattr_reply(r, size, reply);
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let r = (|| {
             let node = self.ov.node(ino.0)?;
             let res = self.ov.resolve(&node)?;
             let top = res.top().ok_or(Errno::ENOENT)?;
-            self.ov.list_xattr(top.fd())
+            self.ov.list_xattr(top.fd(), req.uid() == 0, top.is_dir())
         })();
         Self::xattr_reply(r, size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = (|| {
-            if crate::whiteout::is_private_xattr(name) {
-                return Err(Errno::EOPNOTSUPP);
-            }
             if self.ov.xattr_hidden(name) {
                 return Err(Errno::ENODATA);
             }
+            let name = &crate::whiteout::xattr_to_stored(name).ok_or(Errno::ENODATA)?;
             let _t = self.ov.tree.lock();
             let stack = self.ov.stack();
             let node = self.ov.node(ino.0)?;
@@ -839,7 +859,7 @@ impl Filesystem for Fs {
                 Self::caller(req, umask),
             )?;
             let fd = fd.ok_or(Errno::EIO)?;
-            let opened = self.register_open(&node, fd, |fd| reply.open_backing(fd))?;
+            let opened = self.register_open(&node, fd, true, |fd| reply.open_backing(fd))?;
             Ok((attr, opened))
         })();
         let ttl = self.ttl_entry();
@@ -852,13 +872,6 @@ impl Filesystem for Fs {
                     FileHandle(o.fh),
                     FopenFlags::empty(),
                     &b.id,
-                ),
-                None if o.direct_io => reply.created(
-                    &ttl,
-                    &a,
-                    gen0(),
-                    FileHandle(o.fh),
-                    FopenFlags::FOPEN_DIRECT_IO,
                 ),
                 None => reply.created(&ttl, &a, gen0(), FileHandle(o.fh), FopenFlags::empty()),
             },

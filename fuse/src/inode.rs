@@ -49,6 +49,11 @@ pub struct Node {
 #[derive(Debug, Default)]
 pub struct NodeIo {
     pub backing: Option<std::sync::Weak<BackingFile>>,
+    /// Open handles served by the daemon; while any is open the kernel refuses
+    /// passthrough opens of the inode.
+    pub cached_opens: u32,
+    /// Open handles on a lower copy, swapped to the upper one on copy-up.
+    pub lower_fhs: Vec<u64>,
 }
 
 /// A passthrough backing registration and the (dev, ino) of the file it refers to.

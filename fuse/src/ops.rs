@@ -291,7 +291,9 @@ impl Overlay {
             (None, _) => {
                 whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?;
                 if let Some(n) = &node {
-                    if n.lower_links.load(std::sync::atomic::Ordering::Relaxed) > 1 {
+                    let links = n.lower_links.load(std::sync::atomic::Ordering::Relaxed);
+                    let lower_nlink = res.top().map_or(0, |t| t.st.st_nlink);
+                    if links > 1 || lower_nlink > 1 {
                         n.lower_links_gone
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }

@@ -138,10 +138,51 @@ pub fn set_redirect(dir: BorrowedFd<'_>, target: &[u8]) -> io::Result<()> {
     }
 }
 
-/// Overlay-private xattrs never shown to (nor settable by) users.
+const TRUSTED_OVL: &[u8] = b"trusted.overlay.";
+const ESCAPED_OVL: &[u8] = b"trusted.overlay.overlay.";
+
+/// Overlay-private xattrs never shown to users as they are stored.
 pub fn is_private_xattr(name: &OsStr) -> bool {
     let b = name.as_bytes();
-    b.starts_with(b"trusted.overlay.")
-        || b.starts_with(b"user.overlay.")
-        || b.starts_with(b"user.fuseoverlayfs.")
+    b.starts_with(TRUSTED_OVL) || b.starts_with(b"user.fuseoverlayfs.")
+}
+
+/// The stored name for a name a user sets. Like kernel overlayfs, `trusted.overlay.X`
+/// set through the mount is stored escaped as `trusted.overlay.overlay.X`.
+/// None: refused (`user.fuseoverlayfs.*`).
+pub fn xattr_to_stored(name: &OsStr) -> Option<OsString> {
+    let b = name.as_bytes();
+    if let Some(rest) = b.strip_prefix(TRUSTED_OVL) {
+        let mut v = ESCAPED_OVL.to_vec();
+        v.extend_from_slice(rest);
+        return Some(std::os::unix::ffi::OsStringExt::from_vec(v));
+    }
+    if b.starts_with(b"user.fuseoverlayfs.") {
+        return None;
+    }
+    Some(name.to_os_string())
+}
+
+/// Whether `name` is an overlay marker this filesystem interprets on directories
+/// (`user.overlay.opaque`/`redirect`: layers written in the userxattr form).
+pub fn is_dir_marker_xattr(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b == b"user.overlay.opaque" || b == b"user.overlay.redirect"
+}
+
+/// The name users see for a stored xattr; None for overlay-private ones.
+pub fn xattr_to_user(name: &OsStr, is_dir: bool) -> Option<OsString> {
+    let b = name.as_bytes();
+    if is_dir && is_dir_marker_xattr(name) {
+        return None;
+    }
+    if let Some(rest) = b.strip_prefix(ESCAPED_OVL) {
+        let mut v = TRUSTED_OVL.to_vec();
+        v.extend_from_slice(rest);
+        return Some(std::os::unix::ffi::OsStringExt::from_vec(v));
+    }
+    if is_private_xattr(name) {
+        return None;
+    }
+    Some(name.to_os_string())
 }

@@ -10,7 +10,7 @@ use fuser::{Errno, FileAttr};
 use crate::config::XattrPermissions;
 use crate::core::{errno, Overlay, Res};
 use crate::sys;
-use crate::whiteout::is_private_xattr;
+use crate::whiteout::{xattr_to_stored, xattr_to_user};
 
 fn override_name(p: XattrPermissions) -> Option<&'static str> {
     match p {
@@ -45,31 +45,38 @@ impl Overlay {
         }
     }
 
-    /// Whether a user-visible xattr name is hidden or refused.
+    /// Whether the stat-override xattr name is hidden from users.
     pub fn xattr_hidden(&self, name: &OsStr) -> bool {
-        if is_private_xattr(name) {
-            return true;
-        }
         override_name(self.config.xattr_permissions)
             .is_some_and(|n| name.as_bytes() == n.as_bytes())
     }
 
-    pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr) -> Res<Vec<u8>> {
-        if self.xattr_hidden(name) {
+    pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> Res<Vec<u8>> {
+        if self.xattr_hidden(name) || (is_dir && crate::whiteout::is_dir_marker_xattr(name)) {
             return Err(Errno::ENODATA);
         }
-        match sys::get_xattr(fd, name).map_err(errno)? {
+        let Some(stored) = xattr_to_stored(name) else {
+            return Err(Errno::ENODATA);
+        };
+        match sys::get_xattr(fd, &stored).map_err(errno)? {
             Some(v) => Ok(v),
             None => Err(Errno::ENODATA),
         }
     }
 
-    /// The NUL-separated name list users see.
-    pub fn list_xattr(&self, fd: BorrowedFd<'_>) -> Res<Vec<u8>> {
+    /// The NUL-separated name list users see (`trusted.*` only for privileged callers,
+    /// as the kernel filters it).
+    pub fn list_xattr(&self, fd: BorrowedFd<'_>, privileged: bool, is_dir: bool) -> Res<Vec<u8>> {
         let names: Vec<OsString> = sys::list_xattr(fd).map_err(errno)?;
         let mut out = Vec::new();
         for n in names {
             if self.xattr_hidden(&n) {
+                continue;
+            }
+            let Some(n) = xattr_to_user(&n, is_dir) else {
+                continue;
+            };
+            if !privileged && n.as_bytes().starts_with(b"trusted.") {
                 continue;
             }
             out.extend_from_slice(n.as_bytes());
@@ -80,11 +87,16 @@ impl Overlay {
 }
 
 /// Copies user-visible xattrs from `src` to `dst` (copy-up). Failures on individual
-/// names (e.g. `security.*` the upper refuses) are logged, not fatal.
-pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Res<()> {
+/// names (e.g. `security.*` the upper refuses) are logged, not fatal. Overlay markers
+/// of a lower directory (`user.overlay.*` included) stay behind: they describe the
+/// lower layer, not the copy.
+pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, is_dir: bool) -> Res<()> {
     let names = sys::list_xattr(src).map_err(errno)?;
     for n in names {
-        if is_private_xattr(&n) {
+        if xattr_to_user(&n, is_dir).is_none() {
+            continue;
+        }
+        if is_dir && n.as_bytes().starts_with(b"user.overlay.") {
             continue;
         }
         if let Some(v) = sys::get_xattr(src, &n).map_err(errno)? {
