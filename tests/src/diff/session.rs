@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use super::fixture::{Encoding, Fixture, LowerView, IMPLICIT_MTIME};
-use super::mount::{candidate_bin, CandidateMount, Dirs, KernelMount};
+use super::mount::{candidate_bin, CandidateMount, Dirs, KernelMount, KERNEL_SELF_CHECK};
 use super::op::{execute, Op};
 use super::outcome::{outcome_diff, show, Outcome};
 use super::sys;
@@ -95,17 +95,25 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(fixture: Fixture) -> Self {
-        Setup {
-            fixture,
-            // Both encodings across the candidate's layers, as the brief requires.
-            candidate_encodings: vec![
+        let bin = candidate_bin();
+        // Both encodings across the candidate's layers, as containers-storage produces for a
+        // mount program (AUFS) and as native extraction does (char 0/0 + opaque xattr);
+        // kernel overlayfs reads only its own encoding, so the self-check uses that.
+        let candidate_encodings = if bin == Path::new(KERNEL_SELF_CHECK) {
+            vec![Encoding::Kernel]
+        } else {
+            vec![
                 Encoding::Aufs,
                 Encoding::KernelUserXattr,
                 Encoding::Kernel,
                 Encoding::Aufs,
-            ],
+            ]
+        };
+        Setup {
+            fixture,
+            candidate_encodings,
             read_only: false,
-            bin: candidate_bin(),
+            bin,
         }
     }
 }
