@@ -33,8 +33,9 @@ impl Overlay {
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let top = res.top().ok_or(Errno::ENOENT)?;
         if !top.is_dir() && top.st.st_nlink > 1 {
-            node.lower_links
-                .store(top.st.st_nlink as u32, std::sync::atomic::Ordering::Relaxed);
+            let links = top.st.st_nlink as u32;
+            self.nodes
+                .update_link_count(node.identity, |c| c.copied_links = links);
         }
         let work = self.work(&stack)?;
         let tmp = self.tmp_name();

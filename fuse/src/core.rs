@@ -170,8 +170,8 @@ impl Overlay {
         let merged = lookup::is_dir(st) && res.entries.len() > 1;
         let mut a = idmap::file_attr(node.id, st, merged, &self.ids);
         if !lookup::is_dir(st) {
-            let links = node.lower_links.load(Ordering::Relaxed);
-            let gone = node.lower_links_gone.load(Ordering::Relaxed);
+            let lc = self.nodes.link_count(node.identity);
+            let (links, gone) = (lc.copied_links, lc.gone);
             let upper = res.upper(&self.stack()).is_some();
             if upper && links > 1 {
                 // Kernel overlay (index=on): the upper copy's own links plus the lower
@@ -207,7 +207,8 @@ impl Overlay {
         let res = Arc::new(res);
         let node = self
             .nodes
-            .lookup(identity, parent.id, &name.to_os_string(), res.clone(), true);
+            .lookup(identity, parent.id, &name.to_os_string(), res, true);
+        let res = node.state.lock().res.clone().ok_or(Errno::EIO)?;
         let attr = match self.attr(&node, &res) {
             Ok(a) => a,
             Err(e) => {

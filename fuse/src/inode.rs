@@ -38,11 +38,16 @@ pub struct Node {
     pub state: Mutex<NodeState>,
     /// Serialises copy-up and passthrough backing setup of this node.
     pub io: Mutex<NodeIo>,
-    /// Hard links: how many names the lower file had when it was copied up (0: not a
-    /// copied-up hard link), and how many of its lower-only names were removed since.
-    /// Kernel overlay (`index=on`) counts the lower names still reaching the copy.
-    pub lower_links: std::sync::atomic::AtomicU32,
-    pub lower_links_gone: std::sync::atomic::AtomicU32,
+}
+
+/// Hard-link bookkeeping of one lower file, kept for the whole mount (nodes come and
+/// go): how many names it had when copied up (0: not copied up) and how many of its
+/// lower-only names were removed. Kernel overlay (`index=on`) counts the lower names
+/// still reaching the file.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkCount {
+    pub copied_links: u32,
+    pub gone: u32,
 }
 
 /// Per-node open-file bookkeeping (passthrough backing ids must be shared per inode).
@@ -77,6 +82,7 @@ pub struct NodeTable {
     devs: Mutex<Vec<u64>>,
     origins: RwLock<HashMap<(u64, u64), (u64, u64)>>,
     next_alloc: AtomicU64,
+    links: Mutex<HashMap<(u64, u64), LinkCount>>,
 }
 
 impl NodeTable {
@@ -87,6 +93,7 @@ impl NodeTable {
             devs: Mutex::new(Vec::new()),
             origins: RwLock::new(HashMap::new()),
             next_alloc: AtomicU64::new(ALLOC_BASE),
+            links: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,6 +105,18 @@ impl NodeTable {
 
     pub fn get(&self, id: u64) -> Option<Arc<Node>> {
         self.shard(id).read().get(&id).cloned()
+    }
+
+    pub fn link_count(&self, identity: (u64, u64)) -> LinkCount {
+        self.links
+            .lock()
+            .get(&identity)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn update_link_count(&self, identity: (u64, u64), f: impl FnOnce(&mut LinkCount)) {
+        f(self.links.lock().entry(identity).or_default());
     }
 
     /// Records that the upper file `upper` is a copy-up of `origin`.
@@ -178,8 +197,6 @@ impl NodeTable {
                 unlinked: false,
             }),
             io: Mutex::new(NodeIo::default()),
-            lower_links: Default::default(),
-            lower_links_gone: Default::default(),
         });
         self.shard(ROOT_ID).write().insert(ROOT_ID, node);
     }
@@ -209,7 +226,16 @@ impl NodeTable {
                         let mut s = n.state.lock();
                         s.parent = parent;
                         s.name = name.clone();
-                        s.res = Some(res);
+                        // Another name of a copied-up hard link still resolves to the
+                        // lower file: keep serving the upper copy.
+                        let keep = s.res.as_ref().is_some_and(|old| {
+                            old.generation == res.generation
+                                && old.has_upper_top()
+                                && !res.has_upper_top()
+                        });
+                        if !keep {
+                            s.res = Some(res);
+                        }
                         s.unlinked = false;
                     }
                     return n;
@@ -231,8 +257,6 @@ impl NodeTable {
                             unlinked: false,
                         }),
                         io: Mutex::new(NodeIo::default()),
-                        lower_links: Default::default(),
-                        lower_links_gone: Default::default(),
                     });
                     shard.insert(id, n.clone());
                     return n;

@@ -62,6 +62,8 @@ pub struct Resolved {
     /// The top (upper) directory is opaque.
     #[allow(dead_code)]
     pub opaque: bool,
+    /// The stack this was resolved in has an upper layer.
+    pub upper_layer: bool,
 }
 
 impl Resolved {
@@ -74,6 +76,10 @@ impl Resolved {
     /// The upper layer's entry, if the name exists there.
     pub fn upper(&self, stack: &Stack) -> Option<&LayerEntry> {
         self.top().filter(|e| stack.is_upper(e.layer))
+    }
+    /// Whether the top entry comes from the upper layer (layer 0 of a writable stack).
+    pub fn has_upper_top(&self) -> bool {
+        self.upper_layer && self.top().is_some_and(|e| e.layer == 0)
     }
     /// True when some lower layer contributes to this entry.
     pub fn has_lower(&self, stack: &Stack) -> bool {
@@ -112,6 +118,7 @@ pub fn resolve_root(stack: &Stack) -> io::Result<Resolved> {
         generation: stack.generation,
         entries,
         opaque: false,
+        upper_layer: stack.has_upper,
     })
 }
 
@@ -259,6 +266,7 @@ pub fn lookup_child(
         generation: stack.generation,
         entries: b.entries,
         opaque: b.opaque,
+        upper_layer: stack.has_upper,
     }))
 }
 

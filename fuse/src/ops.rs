@@ -290,13 +290,10 @@ impl Overlay {
             }
             (None, _) => {
                 whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?;
-                if let Some(n) = &node {
-                    let links = n.lower_links.load(std::sync::atomic::Ordering::Relaxed);
-                    let lower_nlink = res.top().map_or(0, |t| t.st.st_nlink);
-                    if links > 1 || lower_nlink > 1 {
-                        n.lower_links_gone
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                let lower_nlink = res.top().map_or(0, |t| t.st.st_nlink);
+                if lower_nlink > 1 {
+                    let identity = self.nodes.canonical(res.identity(&stack));
+                    self.nodes.update_link_count(identity, |c| c.gone += 1);
                 }
             }
         }
