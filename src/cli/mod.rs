@@ -37,8 +37,10 @@ pub fn is_subcommand(args: &[OsString]) -> bool {
     about = "Move Podman containers onto an updated base image without rebuilding",
     long_about = "Move Podman containers onto an updated base image without rebuilding.\n\n\
         `rebasefs rebase IMAGE --onto NEWBASE` records a rebased stack (new base layers + the \
-        unchanged app layers + resolved conflicts); the next `podman restart` of a container of \
-        IMAGE, with rebasefs as the store's mount_program, runs on the new base."
+        unchanged app layers + resolved conflicts). With rebasefs as the store's mount_program, \
+        a container of IMAGE runs on the new base from its next start (`podman stop` + \
+        `podman start`; `podman restart` keeps the rootfs mounted and needs `rebasefs hook` \
+        installed as a Podman precreate hook). `rebasefs rollback IMAGE` goes back."
 )]
 struct Cli {
     #[command(flatten)]
