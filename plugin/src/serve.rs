@@ -161,3 +161,53 @@ pub mod refresh {
     pub const SWAPPED: &str = "swapped";
     pub const UNCHANGED: &str = "unchanged";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountpoints_map_to_their_graphroot_and_socket() {
+        let mp = Path::new("/var/lib/containers/storage/overlay/abc/merged");
+        let graphroot = graphroot_of_mountpoint(mp).unwrap();
+        assert_eq!(graphroot, Path::new("/var/lib/containers/storage"));
+        let socket = refresh_socket(&graphroot, mp);
+        assert!(socket.starts_with("/var/lib/containers/storage/rebasefs/sockets"));
+        assert_ne!(
+            socket,
+            refresh_socket(
+                &graphroot,
+                Path::new("/var/lib/containers/storage/overlay/abd/merged")
+            )
+        );
+        assert_eq!(graphroot_of_mountpoint(Path::new("/mnt/x/merged")), None);
+        assert_eq!(
+            graphroot_of_mountpoint(Path::new("/var/lib/containers/storage/overlay/abc/diff")),
+            None
+        );
+    }
+
+    #[test]
+    fn no_repository_means_no_rewrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let id = "c".repeat(64);
+        let diff = tmp.path().join("overlay").join(&id).join("diff");
+        std::fs::create_dir_all(&diff).unwrap();
+        let spec = StackSpec {
+            lowers: vec![diff],
+            upper: None,
+            work: None,
+        };
+        assert_eq!(rewrite_stack(&spec).unwrap(), None);
+        assert!(
+            !crate::repo::home(tmp.path()).exists(),
+            "the fast path must not create the repository"
+        );
+        let outside = StackSpec {
+            lowers: vec![tmp.path().to_path_buf()],
+            upper: None,
+            work: None,
+        };
+        assert_eq!(rewrite_stack(&outside).unwrap(), None);
+    }
+}
