@@ -162,12 +162,16 @@ fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
 /// Mounts and serves; reports the mount's state through `status` when daemonized.
 fn mount_and_serve(prepared: Prepared, status: Option<daemon::StatusPipe>) -> i32 {
     let mounted = termination::install(prepared.mountpoint.clone()).and_then(|live| {
+        let original = prepared.stack.clone();
         let stack = stack_rewrite::rewrite(prepared.stack);
+        let served = stack.clone();
         let config = overlay_config(stack, &prepared.options);
         tracing::debug!(?config, mountpoint = %prepared.mountpoint.display(), "mounting");
         rebasefs_fuse::validate(&config)?;
         let mount = Mount::new(config, &prepared.mountpoint)
             .with_context(|| format!("mounting {}", prepared.mountpoint.display()))?;
+        // Lets `podman restart` move a running container's mount onto a rebased stack.
+        stack_rewrite::watch(original, served, &prepared.mountpoint, mount.stack_handle());
         live.set();
         Ok(mount)
     });

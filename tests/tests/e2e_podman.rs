@@ -402,3 +402,62 @@ fn rm_force_while_running_cleans_up() -> Result<()> {
     );
     podman.finish()
 }
+
+#[test]
+fn container_mount_and_export_read_through_the_mount_program() -> Result<()> {
+    let _serial = serial();
+    let podman = store_with_images()?;
+    podman.run(&["create", "--name", "created", APP_IMAGE, "true"])?;
+    let out = podman.run(&["mount", "created"])?;
+    let merged = Path::new(out.trim()).to_path_buf();
+    podman.assert_served_by_mount_program(&merged)?;
+    assert_eq!(
+        std::fs::read_to_string(merged.join("app/config/app.conf"))?,
+        "key=value\n"
+    );
+    // A host-side write through `podman mount` lands in the container.
+    std::fs::write(
+        merged.join("root/from-host-mount.txt"),
+        "via podman mount\n",
+    )?;
+    podman.run(&["umount", "created"])?;
+    ensure!(
+        podman.store_mounts()?.is_empty(),
+        "podman umount left: {:?}",
+        podman.store_mounts()?
+    );
+    let tar = podman.work().join("export.tar");
+    let tar_arg = tar.to_string_lossy().into_owned();
+    podman.run(&["export", "--output", &tar_arg, "created"])?;
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .context("listing the export")?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
+    for present in [
+        "app/app.txt",
+        "app/artifact.txt",
+        "opt/replaced/new.txt",
+        "root/from-host-mount.txt",
+        "bin/busybox",
+    ] {
+        ensure!(names.contains(&present), "export lacks {present}");
+    }
+    for absent in [
+        "etc/remove-me.txt",
+        "usr/share/base/data.txt",
+        "opt/replaced/old-1.txt",
+    ] {
+        ensure!(!names.contains(&absent), "export has deleted {absent}");
+    }
+    ensure!(
+        !names.iter().any(|n| n.contains(".wh.")),
+        "export shows whiteout files"
+    );
+    podman.finish()
+}
