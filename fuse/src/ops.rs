@@ -473,8 +473,23 @@ impl Overlay {
         if exchange {
             let dn = dst_node.clone().ok_or(Errno::ENOENT)?;
             let dres = self.copy_up(&dn)?;
-            if let (Some(r), Some(dup)) = (&dst_redirect, dres.upper(&stack)) {
+            let dup = dres.upper(&stack).ok_or(Errno::EIO)?;
+            if let Some(r) = &dst_redirect {
                 whiteout::set_redirect(dup.fd(), r).map_err(errno)?;
+            }
+            // A pure-upper directory landing on a name lower layers show must hide them.
+            if src.is_dir()
+                && src_redirect.is_none()
+                && lookup::lower_has(&stack, &npres, newname).map_err(errno)?
+            {
+                whiteout::set_opaque(sup.fd()).map_err(errno)?;
+            }
+            if dres.is_dir()
+                && dst_redirect.is_none()
+                && !dres.has_lower(&stack)
+                && lookup::lower_has(&stack, &pres, name).map_err(errno)?
+            {
+                whiteout::set_opaque(dup.fd()).map_err(errno)?;
             }
             sys::rename_at(
                 pupper.fd(),
