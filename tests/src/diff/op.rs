@@ -358,6 +358,23 @@ impl Op {
         }
     }
 
+    /// Paths whose inode the operation may replace by another (delete, create, rename):
+    /// a path keeping its st_ino across such an op is coincidence (inode number reuse),
+    /// not stability, so stability is not checked for them.
+    pub fn replaced_paths(&self) -> Vec<&str> {
+        match self {
+            Op::Unlink(p) | Op::Rmdir(p) | Op::OpenUnlinkFstat(p) => vec![p],
+            Op::Rename { old, new, .. } => vec![old, new],
+            Op::Link { new, .. } => vec![new],
+            Op::Open { path, flags, .. } if flags & libc::O_CREAT != 0 => vec![path],
+            Op::Mkdir { path, .. } | Op::Mknod { path, .. } | Op::Symlink { path, .. } => {
+                vec![path]
+            }
+            Op::AsUser { op, .. } => op.replaced_paths(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the operation can change the filesystem (read-only ones need not be replayed
     /// when minimising, except the failing one itself).
     pub fn mutates(&self) -> bool {

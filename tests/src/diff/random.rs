@@ -11,17 +11,46 @@ use super::rng::Rng;
 use super::session::{Divergence, Session, Setup};
 use super::standard::{RANDOM_NAMES, RANDOM_TOPS};
 
-fn path(rng: &mut Rng) -> String {
+/// What kind of name an operation prefers, so most operations meet an entry of the kind
+/// they act on (the stream itself stays independent of the filesystem state).
+#[derive(Clone, Copy)]
+enum Want {
+    Any,
+    File,
+    Dir,
+}
+
+fn path_of(rng: &mut Rng, want: Want) -> String {
     let top = rng.pick(RANDOM_TOPS).copied().unwrap_or("ra");
-    let name = rng.pick(RANDOM_NAMES).copied().unwrap_or("f0");
-    match rng.below(10) {
-        0 => top.to_string(),
-        1..=5 => format!("{top}/{name}"),
+    let name = match want {
+        // Mostly the conventional names, sometimes any (collisions of kinds matter too).
+        Want::File if rng.chance(85) => rng
+            .pick(&["f0", "f1", "f2", "f3", "own1000"])
+            .copied()
+            .unwrap_or("f0"),
+        Want::Dir if rng.chance(85) => rng.pick(&["d0", "d1"]).copied().unwrap_or("d0"),
+        _ => rng.pick(RANDOM_NAMES).copied().unwrap_or("f0"),
+    };
+    match (rng.below(10), want) {
+        (0, _) | (1, Want::Dir) => top.to_string(),
+        (1..=5, _) => format!("{top}/{name}"),
         _ => {
             let d = if rng.chance(50) { "d0" } else { "d1" };
             format!("{top}/{d}/{name}")
         }
     }
+}
+
+fn path(rng: &mut Rng) -> String {
+    path_of(rng, Want::Any)
+}
+
+fn fpath(rng: &mut Rng) -> String {
+    path_of(rng, Want::File)
+}
+
+fn dpath(rng: &mut Rng) -> String {
+    path_of(rng, Want::Dir)
 }
 
 const MODES: &[u32] = &[
@@ -37,8 +66,13 @@ fn some(rng: &mut Rng, items: &[u32]) -> u32 {
 
 /// Generates operation number `i` of the stream (depends only on the RNG state).
 pub fn gen_op(rng: &mut Rng) -> Op {
-    let p = path(rng);
-    let w = rng.below(100);
+    // 0..88: root operations; 88..92: an unprivileged user's operation.
+    let w = rng.below(92);
+    let p = match w {
+        8..=11 | 44..=49 | 64..=67 => dpath(rng),
+        12..=15 | 19..=36 | 50..=63 | 85..=87 => fpath(rng),
+        _ => path(rng),
+    };
     let op = match w {
         0..=5 => Op::Lstat(p),
         6..=7 => Op::Stat(p),
@@ -122,7 +156,7 @@ pub fn gen_op(rng: &mut Rng) -> Op {
         }
         53..=56 => Op::Link {
             old: p,
-            new: path(rng),
+            new: fpath(rng),
         },
         57..=63 => Op::Unlink(p),
         64..=67 => Op::Rmdir(p),
@@ -132,11 +166,18 @@ pub fn gen_op(rng: &mut Rng) -> Op {
                 1 => libc::RENAME_EXCHANGE,
                 _ => 0,
             };
-            Op::Rename {
-                old: p,
-                new: path(rng),
-                flags,
-            }
+            // Mostly same-kind renames (file over file, dir over dir), some mixed.
+            let new = match (w % 2, rng.chance(80)) {
+                (0, true) => fpath(rng),
+                (_, true) => dpath(rng),
+                _ => path(rng),
+            };
+            let old = if w.is_multiple_of(2) {
+                fpath(rng)
+            } else {
+                dpath(rng)
+            };
+            Op::Rename { old, new, flags }
         }
         78..=82 => {
             let name = XATTRS[rng.below(XATTRS.len())].to_string();
@@ -191,6 +232,9 @@ pub fn stream(seed: u64, count: usize) -> Vec<Op> {
 /// Result of a random run.
 pub struct RunReport {
     pub ops_run: usize,
+    /// Operations that succeeded on the kernel side (the rest returned an errno): shows
+    /// the stream exercises real state changes, not just error paths.
+    pub kernel_ok: usize,
     pub divergences: Vec<Divergence>,
     /// Index (0-based) of the op at or before which the first divergence showed.
     pub first_failure: Option<usize>,
@@ -202,8 +246,24 @@ pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<
     let mut s = Session::start(setup.clone())?;
     let mut first_failure = None;
     let mut ran = 0;
+    let mut succeeded = 0;
+    // DIFF_VERBOSE: per-operation-kind counts of runs and kernel successes.
+    let verbose = std::env::var_os("DIFF_VERBOSE").is_some();
+    let mut tally: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for (i, op) in ops.iter().enumerate() {
-        let _ = s.run(op.clone());
+        let outcome = s.run(op.clone());
+        if outcome.is_ok() {
+            succeeded += 1;
+        }
+        if verbose {
+            let kind = format!("{op:?}");
+            let kind = kind.split(['(', ' ']).next().unwrap_or("?").to_string();
+            let slot = tally.entry(kind).or_insert((0usize, 0usize));
+            slot.0 += 1;
+            if outcome.is_ok() {
+                slot.1 += 1;
+            }
+        }
         ran = i + 1;
         if every > 0 && (i + 1) % every == 0 {
             s.checkpoint(&format!("#{}", (i + 1) / every));
@@ -215,11 +275,17 @@ pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<
             }
         }
     }
+    if verbose {
+        for (k, (n, ok)) in &tally {
+            eprintln!("  {k:<18} {n:>6} run, {ok:>6} ok on the kernel");
+        }
+    }
     let divergences = s.finish();
     if first_failure.is_none() && !divergences.is_empty() {
         first_failure = Some(ops.len().saturating_sub(1));
     }
     Ok(RunReport {
+        kernel_ok: succeeded,
         ops_run: ran,
         divergences,
         first_failure,
@@ -235,7 +301,7 @@ pub enum Target {
     Detail(String),
 }
 
-/// A divergence line with long digit runs (filesystem-chosen times, inode numbers)
+/// A divergence line with digit runs of 5+ (filesystem-chosen times, inode numbers)
 /// replaced, so the same divergence matches across runs.
 pub fn signature(line: &str) -> String {
     let mut out = String::new();
@@ -245,7 +311,7 @@ pub fn signature(line: &str) -> String {
             digits.push(c);
             continue;
         }
-        if digits.len() >= 9 {
+        if digits.len() >= 5 {
             out.push('#');
         } else {
             out.push_str(&digits);
