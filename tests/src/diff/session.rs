@@ -373,6 +373,50 @@ impl Session {
         let _ = self.run(op);
     }
 
+    /// An intended difference (listed in the README): `op` runs on both sides; the candidate
+    /// must give `candidate_expect` (`Ok(())` = any success, `Err(e)` = that errno) whatever
+    /// the kernel does, and when the kernel succeeded `kernel_undo` runs on the kernel side
+    /// only, so the trees stay comparable. Returns the kernel's outcome.
+    pub fn run_intended(
+        &mut self,
+        op: Op,
+        candidate_expect: Result<(), sys::Errno>,
+        kernel_undo: Option<Op>,
+        reason: &str,
+    ) -> Outcome {
+        ensure_private_fs();
+        self.ops += 1;
+        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
+            return Err(libc::EBADF);
+        };
+        let ko = execute(&op, k.as_fd());
+        self.replaced
+            .extend(op.replaced_paths().into_iter().map(str::to_string));
+        self.watchdog.begin(&op);
+        let co = execute(&op, c.as_fd());
+        self.watchdog.end();
+        let as_expected = match (&co, candidate_expect) {
+            (Ok(_), Ok(())) => true,
+            (Err(e), Err(want)) => *e == want,
+            _ => false,
+        };
+        if ko.is_ok() {
+            if let Some(undo) = &kernel_undo {
+                let _ = execute(undo, k.as_fd());
+            }
+        }
+        if !as_expected {
+            self.divergences.push(Divergence {
+                at: format!("op {} (intended difference: {reason})", self.ops),
+                op: Some(op),
+                kernel: Some(show(&ko)),
+                candidate: Some(show(&co)),
+                details: vec![format!("candidate should give {candidate_expect:?}")],
+            });
+        }
+        ko
+    }
+
     /// Records that the oracle did not behave as the scripted case assumes (a broken case,
     /// not a candidate divergence, but it must fail the run so no case passes vacuously).
     pub fn require(&mut self, cond: bool, what: &str) {
