@@ -132,6 +132,15 @@ fn real_main() -> Result<()> {
         phases::rebase_figure(&args, &mut results);
     }
     results.finished = now_utc();
+    results.machine.insert(
+        "load average at end".into(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     write_results(&args, &results)
 }
 
@@ -210,6 +219,18 @@ fn rebasefs_version(args: &Args) -> String {
         "src",
         "plugin",
     ]));
+    let dirty = Command::new("git")
+        .arg("-C")
+        .arg(&args.repo)
+        .args(["status", "--porcelain", "--", "fuse", "src", "plugin"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    let commit = if dirty {
+        format!("{commit} + uncommitted changes in the work tree")
+    } else {
+        commit
+    };
     if args.rebasefs.exists() {
         format!("{} (fuse/src/plugin at {commit})", args.rebasefs.display())
     } else {

@@ -340,7 +340,7 @@ pub fn podman_start(args: &Args, contenders: &[Contender], results: &mut Results
         eprintln!("[bench] podman store for {}", c.key);
         let dir = args.work.join("podman").join(&c.key);
         let _ = std::fs::remove_dir_all(&dir);
-        let prepared = Store::new(&dir, c.mount_program()).and_then(|s| {
+        let prepared = Store::new(&dir, c.mount_program(), None).and_then(|s| {
             s.import(&args.data.join("tar/base-v1.tar"), "bench-base:v1")?;
             // Warm-up run, untimed.
             podman::run_latency(&s, "bench-base:v1")?;
@@ -379,7 +379,7 @@ pub fn rebase_figure(args: &Args, results: &mut Results) {
             rep + 1,
             args.rebase_reps
         );
-        match one_side(args, "rebuild", None, |s| {
+        match one_side(args, "rebuild", None, None, |s| {
             podman::rebuild_and_recreate(s, &args.data)
         }) {
             Ok(c) => push(&mut results.rebuild, c),
@@ -399,12 +399,15 @@ pub fn rebase_figure(args: &Args, results: &mut Results) {
                 rebasefs.display()
             ))
         } else {
-            one_side(args, "rebasefs", Some(&rebasefs), |s| {
+            one_side(args, "rebasefs", Some(&rebasefs), Some(&rebasefs), |s| {
                 podman::rebase_and_restart(s, &rebasefs)
             })
         };
         match res {
-            Ok(c) => push(&mut results.rebase, c),
+            Ok((c, how)) => {
+                push(&mut results.rebase, c);
+                results.rebase.detail = how;
+            }
             Err(e) => {
                 results.rebase.error.get_or_insert(format!("{e:#}"));
             }
@@ -419,21 +422,22 @@ fn push(side: &mut RebaseSide, c: podman::Cost) {
     side.store_growth_bytes.push(c.store_growth_bytes);
 }
 
-fn one_side(
+fn one_side<T>(
     args: &Args,
     name: &str,
     mount_program: Option<&Path>,
-    timed: impl FnOnce(&Store) -> Result<podman::Cost>,
-) -> Result<podman::Cost> {
+    hook: Option<&Path>,
+    timed: impl FnOnce(&Store) -> Result<T>,
+) -> Result<T> {
     let dir = args.work.join("rebase").join(name);
     if dir.exists() {
-        if let Ok(old) = Store::new(&dir, mount_program) {
+        if let Ok(old) = Store::new(&dir, mount_program, hook) {
             old.teardown();
             let _ = old.run(&["system", "reset", "-f"]);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let store = Store::new(&dir, mount_program)?;
+    let store = Store::new(&dir, mount_program, hook)?;
     let res = podman::prepare_app(&store, &args.data)
         .context("setting up the app container on base v1")
         .and_then(|_| timed(&store));

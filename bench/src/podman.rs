@@ -29,7 +29,9 @@ pub struct Store {
 
 impl Store {
     /// Creates (or reuses) the store under `dir`; `mount_program` None = native kernel overlay.
-    pub fn new(dir: &Path, mount_program: Option<&Path>) -> Result<Store> {
+    /// With `hook`, that rebasefs binary is installed as the Podman precreate hook (`rebasefs
+    /// hook`), which moves a restarting container onto the stack its rebase assigned.
+    pub fn new(dir: &Path, mount_program: Option<&Path>, hook: Option<&Path>) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         let name = dir
             .file_name()
@@ -50,11 +52,26 @@ impl Store {
             ));
         }
         std::fs::write(&storage_conf, conf)?;
-        std::fs::write(
-            &containers_conf,
+        let mut cconf = String::from(
             "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
              [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        )?;
+        );
+        if let Some(bin) = hook {
+            let hooks = dir.join("hooks.d");
+            std::fs::create_dir_all(&hooks)?;
+            let spec = serde_json::json!({
+                "version": "1.0.0",
+                "hook": {"path": bin, "args": ["rebasefs", "hook"], "timeout": 30},
+                "when": {"always": true},
+                "stages": ["precreate"],
+            });
+            std::fs::write(
+                hooks.join("rebasefs.json"),
+                serde_json::to_string_pretty(&spec)?,
+            )?;
+            cconf.push_str(&format!("hooks_dir = [\"{}\"]\n", hooks.display()));
+        }
+        std::fs::write(&containers_conf, cconf)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             runroot,
@@ -218,19 +235,41 @@ pub fn rebuild_and_recreate(store: &Store, data: &Path) -> Result<Cost> {
     Ok(cost)
 }
 
-/// Rebase-and-restart: `rebasefs rebase bench-app:1 --onto bench-base:v2`, then `podman restart`.
-pub fn rebase_and_restart(store: &Store, rebasefs: &Path) -> Result<Cost> {
+/// Rebase-and-restart: `rebasefs rebase bench-app:1 --onto bench-base:v2`, then `podman restart`
+/// (or stop + start when the mount program serves no refresh socket for the hook). Returns the
+/// cost and how the container was restarted.
+pub fn rebase_and_restart(store: &Store, rebasefs: &Path) -> Result<(Cost, String)> {
+    let mut how = String::new();
     let cost = measure_steps(store, &mut || {
         sys::run_via_files(
-            store
-                .command(rebasefs)
-                .args(["rebase", "bench-app:1", "--onto", "bench-base:v2"]),
+            store.command(rebasefs).args([
+                "rebase",
+                "localhost/bench-app:1",
+                "--onto",
+                "localhost/bench-base:v2",
+            ]),
             &store.dir,
         )
         .context("rebasefs rebase")?;
-        store.run(&["restart", "-t", "0", "app-ctr"])?;
+        if has_refresh_socket(&store.dir.join("root/rebasefs/sockets")) {
+            how = "podman restart (precreate hook)".into();
+            store.run(&["restart", "-t", "0", "app-ctr"])?;
+        } else {
+            how = "podman stop + start (no refresh socket served)".into();
+            store.run(&["stop", "-t", "0", "app-ctr"])?;
+            store.run(&["start", "app-ctr"])?;
+        }
         Ok(())
     })?;
     check_base(store, "v2")?;
-    Ok(cost)
+    Ok((cost, how))
+}
+
+fn has_refresh_socket(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        })
+        .unwrap_or(false)
 }
