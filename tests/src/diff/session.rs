@@ -195,7 +195,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(fuse_dev: Option<u64>) -> Watchdog {
+    fn start(fuse_dev: Option<u64>, daemons: Vec<i32>) -> Watchdog {
         let current: Arc<Mutex<Option<(Instant, String)>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let fired = Arc::new(AtomicBool::new(false));
@@ -217,8 +217,14 @@ impl Watchdog {
                 if let (Some(op), Some(dev)) = (hung, fuse_dev) {
                     if !f.swap(true, Ordering::Relaxed) {
                         eprintln!("difftest: candidate hung for {}s on {op}; aborting its FUSE connection", limit.as_secs());
-                        let _ =
-                            std::fs::write(format!("/sys/fs/fuse/connections/{dev}/abort"), "1");
+                        let abort = format!("/sys/fs/fuse/connections/{dev}/abort");
+                        // fusectl may not be mounted; killing the daemon aborts the
+                        // connection as well (the kernel sees /dev/fuse closed).
+                        if std::fs::write(&abort, "1").is_err() {
+                            for pid in &daemons {
+                                let _ = sys::kill(*pid, libc::SIGKILL);
+                            }
+                        }
                     }
                 }
             }
@@ -317,7 +323,7 @@ impl Session {
         timing("mounted");
         let kroot = open_root(&kdirs.mountpoint)?;
         let croot = open_root(&cdirs.mountpoint)?;
-        let watchdog = Watchdog::start(fuse_connection(&croot));
+        let watchdog = Watchdog::start(fuse_connection(&croot), cand.daemons.clone());
         Ok(Session {
             watchdog,
             kroot: Some(kroot),
