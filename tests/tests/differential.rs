@@ -7,12 +7,14 @@
 
 use std::time::Instant;
 
+use rebasefs_tests::diff::fixture::Fixture;
 use rebasefs_tests::diff::op::{NodeKind, Op, WriteAt};
 use rebasefs_tests::diff::outcome::{Outcome, Value};
 use rebasefs_tests::diff::session::{Session, Setup};
 use rebasefs_tests::diff::standard::{deep_dir, standard};
 
 type CaseFn = fn(&mut Session);
+type FixtureFn = fn() -> Fixture;
 type Case = (&'static str, CaseFn);
 
 fn s(p: &str) -> String {
@@ -1252,6 +1254,63 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Name of the `i`th entry of the large directory: long, so one readdir needs many
+/// getdents calls (and FUSE readdir replies) and offsets are exercised.
+fn big_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}{i:04}-{}", "x".repeat(90))
+}
+
+/// The standard fixture plus a 1500-entry directory spread over all layers with whiteouts
+/// in both encodings.
+fn large_dir_fixture() -> Fixture {
+    let mut f = standard();
+    let n = f.layers.len();
+    if let Some(base) = f.layers.get_mut(n - 1) {
+        for i in 0..1500 {
+            base.file(&format!("many/{}", big_name("e", i)), "e", 0o644);
+        }
+    }
+    if let Some(l2) = f.layers.get_mut(2) {
+        for i in (0..1500).step_by(7) {
+            l2.whiteout(&format!("many/{}", big_name("e", i)));
+        }
+    }
+    if let Some(l1) = f.layers.get_mut(1) {
+        for i in 0..300 {
+            l1.file(&format!("many/{}", big_name("n", i)), "n", 0o600);
+        }
+    }
+    if let Some(l0) = f.layers.get_mut(0) {
+        for i in (0..1500).step_by(11) {
+            l0.whiteout(&format!("many/{}", big_name("e", i)));
+        }
+        for i in (0..300).step_by(13) {
+            l0.whiteout(&format!("many/{}", big_name("n", i)));
+        }
+    }
+    f
+}
+
+fn readdir_large_dir(t: &mut Session) {
+    expect(t, readdir("many"), Ok(()));
+    for i in (0..1500).step_by(5) {
+        t.op(unlink(&format!("many/{}", big_name("e", i))));
+    }
+    expect(t, readdir("many"), Ok(()));
+    for i in 0..200 {
+        t.op(create(&format!("many/{}", big_name("u", i)), 0o644));
+    }
+    for i in (1..300).step_by(3) {
+        t.op(rename(
+            &format!("many/{}", big_name("n", i)),
+            &format!("many/{}", big_name("r", i)),
+            0,
+        ));
+    }
+    expect(t, readdir("many"), Ok(()));
+    t.checkpoint("large dir");
+}
+
 /// Read-only mount (no upperdir): the same tree, EROFS for every write.
 fn read_only_mount(t: &mut Session) {
     t.checkpoint("ro");
@@ -1319,21 +1378,29 @@ fn scripted_cases() {
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
     let wanted = |name: &str| filter.as_ref().is_none_or(|f| f.iter().any(|x| x == name));
-    let mut all: Vec<(&'static str, bool, CaseFn)> =
-        cases().into_iter().map(|(n, f)| (n, false, f)).collect();
-    all.push(("read_only_mount", true, read_only_mount));
+    let mut all: Vec<(&'static str, bool, FixtureFn, CaseFn)> = cases()
+        .into_iter()
+        .map(|(n, f)| (n, false, standard as fn() -> Fixture, f))
+        .collect();
+    all.push(("read_only_mount", true, standard, read_only_mount));
+    all.push((
+        "readdir_large_dir",
+        false,
+        large_dir_fixture,
+        readdir_large_dir,
+    ));
     let bin = Setup::new(standard()).bin;
     eprintln!("differential: candidate {}", bin.display());
     let start = Instant::now();
     let mut failed = Vec::new();
     let mut ran = 0;
     let mut ops = 0;
-    for (name, read_only, f) in all {
+    for (name, read_only, fixture, f) in all {
         if !wanted(name) {
             continue;
         }
         ran += 1;
-        let mut setup = Setup::new(standard());
+        let mut setup = Setup::new(fixture());
         setup.read_only = read_only;
         let t0 = Instant::now();
         let mut sess = match Session::start(setup) {

@@ -584,7 +584,10 @@ impl Session {
                 ],
             );
         }
-        std::mem::take(&mut self.divergences)
+        let divergences = std::mem::take(&mut self.divergences);
+        drop(self);
+        timing("session dropped");
+        divergences
     }
 
     /// The candidate's mount directories (for reports).
