@@ -41,14 +41,18 @@ fn random_ops() {
     let count = env_u64("DIFF_OPS").map(|n| n as usize).unwrap_or(20_000);
     let keep_going = std::env::var_os("DIFF_KEEP_GOING").is_some();
     let budget = Duration::from_secs(env_u64("DIFF_MINIMISE_SECS").unwrap_or(60));
-    let setup = Setup::new(standard());
+    let mut setup = Setup::new(standard());
+    // Which candidate layer gets which whiteout encoding also depends on the seed.
+    let rotation = (seed % setup.candidate_encodings.len().max(1) as u64) as usize;
+    setup.candidate_encodings.rotate_left(rotation);
     let repro = format!(
         "DIFF_SEED={seed} DIFF_OPS={count} REBASEFS_BIN={} cargo test -p rebasefs-tests --test random_ops -- --nocapture",
         setup.bin.display()
     );
     eprintln!(
-        "random_ops: seed {seed}, {count} ops, candidate {}",
-        setup.bin.display()
+        "random_ops: seed {seed}, {count} ops, candidate {}, candidate layer encodings {:?}",
+        setup.bin.display(),
+        setup.candidate_encodings
     );
     let start = Instant::now();
     let ops = stream(seed, count);
