@@ -24,24 +24,42 @@ impl Overlay {
             return Err(Errno::EROFS);
         }
         let res = self.resolve(node)?;
-        if res.upper(&stack).is_some() {
-            return Ok(res);
-        }
+        let linkup = match res.upper(&stack) {
+            Some(up) if up.indexed => true,
+            Some(_) => return Ok(res),
+            None => false,
+        };
         let (parent_id, name) = node.parent_and_name();
         let parent = self.node(parent_id)?;
         let pres = self.copy_up(&parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let top = res.top().ok_or(Errno::ENOENT)?;
-        if !top.is_dir() && top.st.st_nlink > 1 {
-            let links = top.st.st_nlink as u32;
-            self.nodes
-                .update_link_count(node.identity, |c| c.copied_links = links);
+        if linkup {
+            // This name of a copied-up hard link gets its own link to the copy.
+            let pst = sys::stat_fd(pupper.fd()).map_err(errno)?;
+            sys::link_fd_at(top.fd(), pupper.fd(), &name).map_err(errno)?;
+            restore_times(pupper.fd(), &pst);
+            return self.refresh(node);
+        }
+        if top.lower_nlink > 1 {
+            let links = top.lower_nlink;
+            self.nodes.update_link_count(node.identity, |c| {
+                if c.lower_links == 0 {
+                    c.lower_links = links;
+                }
+            });
         }
         let work = self.work(&stack)?;
         let tmp = self.tmp_name();
         if let Err(e) = copy_entry(top, work.as_fd(), &tmp) {
             cleanup(work.as_fd(), &tmp);
             return Err(e);
+        }
+        if let (true, Some(ix)) = (top.lower_nlink > 1, &stack.link_index) {
+            let key = stack.link_key(top.layer, top.st.st_ino);
+            if let Err(e) = sys::link_at(work.as_fd(), &tmp, ix.as_fd(), &key) {
+                tracing::warn!("hard-link index entry {key:?}: {e}");
+            }
         }
         // Like the kernel, copy-up leaves the parent's times as they were.
         let pst = sys::stat_fd(pupper.fd()).map_err(errno)?;
@@ -55,11 +73,7 @@ impl Overlay {
             cleanup(work.as_fd(), &tmp);
             return Err(errno(e));
         }
-        let _ = sys::set_times_fd(
-            pupper.fd(),
-            TimeSpec::At(pst.st_atime, pst.st_atime_nsec),
-            TimeSpec::At(pst.st_mtime, pst.st_mtime_nsec),
-        );
+        restore_times(pupper.fd(), &pst);
         if let Ok(st) = sys::stat_at(pupper.fd(), &name) {
             self.nodes.add_origin((st.st_dev, st.st_ino), node.identity);
         }
@@ -71,6 +85,14 @@ impl Overlay {
         }
         Ok(res)
     }
+}
+
+fn restore_times(dir: BorrowedFd<'_>, st: &sys::Stat) {
+    let _ = sys::set_times_fd(
+        dir,
+        TimeSpec::At(st.st_atime, st.st_atime_nsec),
+        TimeSpec::At(st.st_mtime, st.st_mtime_nsec),
+    );
 }
 
 fn cleanup(work: BorrowedFd<'_>, tmp: &std::ffi::OsStr) {

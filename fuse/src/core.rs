@@ -170,15 +170,16 @@ impl Overlay {
         let merged = lookup::is_dir(st) && res.entries.len() > 1;
         let mut a = idmap::file_attr(node.id, st, merged, &self.ids);
         if !lookup::is_dir(st) {
+            // Kernel overlay (index=on) counts a lower hard link's names: the lower
+            // ones still there plus the ones added by link().
             let lc = self.nodes.link_count(node.identity);
-            let (links, gone) = (lc.copied_links, lc.gone);
-            let upper = res.upper(&self.stack()).is_some();
-            if upper && links > 1 {
-                // Kernel overlay (index=on): the upper copy's own links plus the lower
-                // names still reaching it.
-                a.nlink = (a.nlink + links - 1).saturating_sub(gone);
-            } else if !upper {
-                a.nlink = a.nlink.saturating_sub(gone);
+            let lower = if lc.lower_links > 0 {
+                lc.lower_links
+            } else {
+                res.top().map_or(0, |t| t.lower_nlink)
+            };
+            if lower > 1 {
+                a.nlink = (lower + lc.extra).saturating_sub(lc.gone);
             }
         }
         if let Some(top) = res.top() {

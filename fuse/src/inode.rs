@@ -8,7 +8,7 @@
 //! still known) fall back to numbers allocated from a reserved range.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +28,39 @@ pub struct NodeState {
     pub res: Option<Arc<Resolved>>,
     /// Removed from the tree while the kernel still holds it.
     pub unlinked: bool,
+    /// Every (parent, name) this node was looked up by (hard links have several).
+    pub names: Vec<(u64, OsString)>,
+}
+
+const MAX_NAMES: usize = 32;
+
+impl NodeState {
+    pub fn add_name(&mut self, parent: u64, name: &OsStr) {
+        if !self.names.iter().any(|(p, n)| *p == parent && n == name)
+            && self.names.len() < MAX_NAMES
+        {
+            self.names.push((parent, name.to_os_string()));
+        }
+    }
+
+    /// Forgets one name; when another is known, the node moves there. Returns whether
+    /// the node is still reachable by name.
+    pub fn drop_name(&mut self, parent: u64, name: &OsStr) -> bool {
+        self.names.retain(|(p, n)| !(*p == parent && n == name));
+        if self.parent == parent && self.name == name {
+            match self.names.last() {
+                Some((p, n)) => {
+                    self.parent = *p;
+                    self.name = n.clone();
+                    self.res = None;
+                    true
+                }
+                None => false,
+            }
+        } else {
+            true
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -46,8 +79,12 @@ pub struct Node {
 /// still reaching the file.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinkCount {
-    pub copied_links: u32,
+    /// Names of the lower file (0: not a lower hard link).
+    pub lower_links: u32,
+    /// Lower names removed (whited out).
     pub gone: u32,
+    /// Names added in the upper layer by link().
+    pub extra: u32,
 }
 
 /// Per-node open-file bookkeeping (passthrough backing ids must be shared per inode).
@@ -195,6 +232,7 @@ impl NodeTable {
                 name: OsString::new(),
                 res: Some(res),
                 unlinked: false,
+                names: Vec::new(),
             }),
             io: Mutex::new(NodeIo::default()),
         });
@@ -232,11 +270,15 @@ impl NodeTable {
                             old.generation == res.generation
                                 && old.has_upper_top()
                                 && !res.has_upper_top()
+                                && old.top().is_some_and(|t| {
+                                    crate::sys::stat_fd(t.fd()).is_ok_and(|st| st.st_nlink > 0)
+                                })
                         });
                         if !keep {
                             s.res = Some(res);
                         }
                         s.unlinked = false;
+                        s.add_name(parent, name);
                     }
                     return n;
                 }
@@ -255,6 +297,7 @@ impl NodeTable {
                             name: name.clone(),
                             res: Some(res),
                             unlinked: false,
+                            names: vec![(parent, name.clone())],
                         }),
                         io: Mutex::new(NodeIo::default()),
                     });

@@ -24,6 +24,8 @@ pub struct Layer {
     pub path: PathBuf,
     pub root: Arc<OwnedFd>,
     pub dev: u64,
+    /// Hash of the layer's canonical path: names this layer in hard-link index keys.
+    pub key: u64,
 }
 
 /// An opened stack.
@@ -34,10 +36,15 @@ pub struct Stack {
     pub layers: Vec<Layer>,
     pub has_upper: bool,
     pub work: Option<Arc<OwnedFd>>,
+    /// `work/rebasefs-index`: one link per copied-up lower hard link, named by its
+    /// origin, so every lower name of it reaches the copy (kernel overlay `index=on`).
+    pub link_index: Option<Arc<OwnedFd>>,
     /// Name indexes of lower-layer directories, keyed by (dev, ino).
     indexes: RwLock<HashMap<(u64, u64), Arc<DirIndex>>>,
     index_weight: std::sync::atomic::AtomicUsize,
 }
+
+pub const LINK_INDEX_DIR: &str = "rebasefs-index";
 
 /// Upper bound on indexed entries kept per stack (about 100 bytes each).
 const INDEX_CAP: usize = 4_000_000;
@@ -45,10 +52,18 @@ const INDEX_CAP: usize = 4_000_000;
 fn open_layer(path: &std::path::Path) -> io::Result<Layer> {
     let root = sys::open_root(path)?;
     let st = sys::stat_fd(root.as_fd())?;
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Layer {
         path: path.to_path_buf(),
         root: Arc::new(root),
         dev: st.st_dev,
+        key: fnv1a(canonical.as_os_str().as_encoded_bytes()),
+    })
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -67,7 +82,20 @@ impl Stack {
             (Some(w), true) => Some(Arc::new(sys::open_root(w).map_err(|e| ctx(e, w))?)),
             _ => None,
         };
+        let link_index = match &work {
+            Some(w) => {
+                let name = std::ffi::OsStr::new(LINK_INDEX_DIR);
+                match sys::mkdir_at(w.as_fd(), name, 0o700) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                Some(Arc::new(sys::open_path_at(w.as_fd(), name)?))
+            }
+            None => None,
+        };
         Ok(Stack {
+            link_index,
             generation,
             layers,
             has_upper,
@@ -103,6 +131,12 @@ impl Stack {
             .entry(key)
             .or_insert_with(|| idx.clone());
         Some(idx)
+    }
+
+    /// The link-index name of a lower file: its layer and inode number.
+    pub fn link_key(&self, layer: usize, ino: u64) -> std::ffi::OsString {
+        let k = self.layers.get(layer).map_or(0, |l| l.key);
+        format!("{k:016x}-{ino:x}").into()
     }
 
     pub fn is_upper(&self, layer: usize) -> bool {

@@ -24,6 +24,11 @@ pub struct LayerEntry {
     pub st: Stat,
     /// This directory's name index (lower layers), fetched once.
     pub index: OnceLock<Option<Arc<DirIndex>>>,
+    /// The copy-up of a lower hard link, found in the link index rather than at this
+    /// name in the upper directory (layer is 0).
+    pub indexed: bool,
+    /// The lower file's link count, for a lower hard link.
+    pub lower_nlink: u32,
 }
 
 impl LayerEntry {
@@ -39,6 +44,8 @@ impl LayerEntry {
             fd,
             st,
             index: OnceLock::new(),
+            indexed: false,
+            lower_nlink: 0,
         }
     }
     /// The name index of this lower-layer directory, if it has one.
@@ -213,6 +220,20 @@ impl Builder<'_> {
             // A non-directory below a directory ends the merge.
             return Ok(Step::Stop);
         }
+        if !is_dir(&st) && st.st_nlink > 1 && self.entries.is_empty() && !self.stack.is_upper(layer)
+        {
+            if let Some(ix) = &self.stack.link_index {
+                let key = self.stack.link_key(layer, st.st_ino);
+                if let Ok(ifd) = sys::open_path_at(ix.as_fd(), &key) {
+                    let ist = sys::stat_fd(ifd.as_fd())?;
+                    let mut e = LayerEntry::new(0, Arc::new(ifd), ist);
+                    e.indexed = true;
+                    e.lower_nlink = st.st_nlink as u32;
+                    self.entries.push(e);
+                    return Ok(Step::Stop);
+                }
+            }
+        }
         let dir_entry = is_dir(&st);
         let mut stop = !dir_entry;
         if dir_entry {
@@ -226,7 +247,11 @@ impl Builder<'_> {
                 self.redirect = Some((layer, r));
             }
         }
-        self.entries.push(LayerEntry::new(layer, Arc::new(fd), st));
+        let mut e = LayerEntry::new(layer, Arc::new(fd), st);
+        if !dir_entry && st.st_nlink > 1 && !self.stack.is_upper(layer) {
+            e.lower_nlink = st.st_nlink as u32;
+        }
+        self.entries.push(e);
         Ok(if stop { Step::Stop } else { Step::Continue })
     }
 }

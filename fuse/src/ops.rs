@@ -268,6 +268,9 @@ impl Overlay {
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
         let node = self.known_node(&stack, &res);
+        if !dir {
+            self.count_link_change(&stack, &res, need_wh, false);
+        }
         match (res.upper(&stack), need_wh) {
             (Some(up), true) => {
                 let work = self.work(&stack)?;
@@ -290,25 +293,42 @@ impl Overlay {
             }
             (None, _) => {
                 whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?;
-                let lower_nlink = res.top().map_or(0, |t| t.st.st_nlink);
-                if lower_nlink > 1 {
-                    let identity = self.nodes.canonical(res.identity(&stack));
-                    self.nodes.update_link_count(identity, |c| c.gone += 1);
-                }
             }
         }
         if let Some(n) = node {
             let mut s = n.state.lock();
-            if s.parent == parent.id && s.name == name {
-                s.unlinked = true;
-            }
-            s.res = None;
-            if s.unlinked {
+            if s.drop_name(parent.id, name) {
+                s.res = None;
+            } else {
                 // Keep serving fstat on an open unlinked file from what it was.
+                s.unlinked = true;
                 s.res = Some(Arc::new(res));
             }
         }
         Ok(())
+    }
+
+    /// Keeps the kernel's view of a lower hard link's name count: a name a lower
+    /// layer shows goes away (`shown_below`), or an upper-only name comes or goes.
+    fn count_link_change(&self, stack: &Stack, res: &Resolved, shown_below: bool, added: bool) {
+        let identity = self.nodes.canonical(res.identity(stack));
+        let lower = res.top().map_or(0, |t| t.lower_nlink);
+        let lc = self.nodes.link_count(identity);
+        if lc.lower_links <= 1 && lower <= 1 {
+            return;
+        }
+        self.nodes.update_link_count(identity, |c| {
+            if c.lower_links == 0 {
+                c.lower_links = lower;
+            }
+            if added {
+                c.extra += 1;
+            } else if shown_below {
+                c.gone += 1;
+            } else {
+                c.extra = c.extra.saturating_sub(1);
+            }
+        });
     }
 
     /// Hard-links `node` as `newparent/newname`.
@@ -347,6 +367,7 @@ impl Overlay {
                 }
             }
         }
+        self.count_link_change(&stack, &res, false, true);
         let nres = lookup::lookup_child(&stack, &npres, newname)
             .map_err(errno)?
             .ok_or(Errno::EIO)?;
@@ -499,11 +520,16 @@ impl Overlay {
                 sys::RENAME_EXCHANGE,
             )
             .map_err(errno)?;
-            self.moved(&src_node, newparent.id, newname);
-            self.moved(&dn, parent.id, name);
+            self.moved(&src_node, (parent.id, name), newparent.id, newname);
+            self.moved(&dn, (newparent.id, newname), parent.id, name);
             return Ok(());
         }
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
+        if !src.is_dir() && need_wh {
+            // A lower name of a hard link moves to an upper-only name.
+            self.count_link_change(&stack, &src, true, false);
+            self.count_link_change(&stack, &src, false, true);
+        }
         let dst_lower = lookup::lower_has(&stack, &npres, newname).map_err(errno)?;
         // A pure-upper directory landing on a name lower layers show must hide them.
         if src.is_dir() && src_redirect.is_none() && dst_lower {
@@ -539,17 +565,21 @@ impl Overlay {
         if let Some(dn) = dst_node {
             if dn.id != src_node.id {
                 let mut s = dn.state.lock();
-                s.unlinked = true;
+                if !s.drop_name(newparent.id, newname) {
+                    s.unlinked = true;
+                }
             }
         }
-        self.moved(&src_node, newparent.id, newname);
+        self.moved(&src_node, (parent.id, name), newparent.id, newname);
         Ok(())
     }
 
-    fn moved(&self, node: &Node, parent: u64, name: &OsStr) {
+    fn moved(&self, node: &Node, from: (u64, &OsStr), parent: u64, name: &OsStr) {
         let mut s = node.state.lock();
+        s.names.retain(|(p, n)| !(*p == from.0 && n == from.1));
         s.parent = parent;
         s.name = OsString::from(name);
+        s.add_name(parent, name);
         s.res = None;
         s.unlinked = false;
     }

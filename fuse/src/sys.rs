@@ -342,6 +342,28 @@ pub fn link_fd_at(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::
     Ok(())
 }
 
+/// `linkat(olddir, oldname, newdir, newname, 0)`: both names single components.
+pub fn link_at(
+    olddir: BorrowedFd<'_>,
+    oldname: &OsStr,
+    newdir: BorrowedFd<'_>,
+    newname: &OsStr,
+) -> io::Result<()> {
+    let o = cstr(oldname)?;
+    let n = cstr(newname)?;
+    // SAFETY: valid fds and C strings.
+    check(unsafe {
+        libc::linkat(
+            olddir.as_raw_fd(),
+            o.as_ptr(),
+            newdir.as_raw_fd(),
+            n.as_ptr(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
 pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<()> {
     let n = cstr(name)?;
     let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
