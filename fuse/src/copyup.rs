@@ -56,6 +56,15 @@ impl Overlay {
             return Err(e);
         }
         if let (true, Some(ix)) = (top.lower_nlink > 1, &stack.link_index) {
+            let lc = self.nodes.link_count(node.identity);
+            let _ = sys::set_xattr(
+                sys::open_path_at(work.as_fd(), &tmp)
+                    .map_err(errno)?
+                    .as_fd(),
+                std::ffi::OsStr::new(crate::inode::LINKS_XATTR),
+                lc.encode().as_bytes(),
+                0,
+            );
             let key = stack.link_key(top.layer, top.st.st_ino);
             if let Err(e) = sys::link_at(work.as_fd(), &tmp, ix.as_fd(), &key) {
                 tracing::warn!("hard-link index entry {key:?}: {e}");

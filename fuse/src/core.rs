@@ -172,7 +172,19 @@ impl Overlay {
         if !lookup::is_dir(st) {
             // Kernel overlay (index=on) counts a lower hard link's names: the lower
             // ones still there plus the ones added by link().
-            let lc = self.nodes.link_count(node.identity);
+            let mut lc = self.nodes.link_count(node.identity);
+            if lc.lower_links == 0 && (st.st_nlink > 1 || res.top().is_some_and(|t| t.indexed)) {
+                // A copied-up hard link seen first after a remount: counts from its xattr.
+                let stored = res.upper(&self.stack()).and_then(|up| {
+                    sys::get_xattr(up.fd(), OsStr::new(crate::inode::LINKS_XATTR))
+                        .ok()
+                        .flatten()
+                        .and_then(|v| crate::inode::LinkCount::decode(&v))
+                });
+                if let Some(s) = stored {
+                    lc = self.nodes.update_link_count(node.identity, |c| *c = s);
+                }
+            }
             let lower = if lc.lower_links > 0 {
                 lc.lower_links
             } else {

@@ -105,6 +105,24 @@ pub struct BackingFile {
     pub file: (u64, u64),
 }
 
+/// Stored on the upper copy of a lower hard link so the counts survive a remount.
+pub const LINKS_XATTR: &str = "trusted.overlay.rebasefs.links";
+
+impl LinkCount {
+    pub fn encode(&self) -> String {
+        format!("{}:{}:{}", self.lower_links, self.gone, self.extra)
+    }
+    pub fn decode(v: &[u8]) -> Option<LinkCount> {
+        let s = std::str::from_utf8(v).ok()?;
+        let mut it = s.split(':').map(|x| x.parse::<u32>().ok());
+        Some(LinkCount {
+            lower_links: it.next()??,
+            gone: it.next()??,
+            extra: it.next()??,
+        })
+    }
+}
+
 impl Node {
     pub fn parent_and_name(&self) -> (u64, OsString) {
         let s = self.state.lock();
@@ -152,8 +170,15 @@ impl NodeTable {
             .unwrap_or_default()
     }
 
-    pub fn update_link_count(&self, identity: (u64, u64), f: impl FnOnce(&mut LinkCount)) {
-        f(self.links.lock().entry(identity).or_default());
+    pub fn update_link_count(
+        &self,
+        identity: (u64, u64),
+        f: impl FnOnce(&mut LinkCount),
+    ) -> LinkCount {
+        let mut m = self.links.lock();
+        let c = m.entry(identity).or_default();
+        f(c);
+        *c
     }
 
     /// Records that the upper file `upper` is a copy-up of `origin`.

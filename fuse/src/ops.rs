@@ -264,6 +264,25 @@ impl Overlay {
         {
             return Err(Errno::ENOTEMPTY);
         }
+        let mut res = res;
+        let lower_link = !dir
+            && stack.link_index.is_some()
+            && res.upper(&stack).is_none()
+            && res.top().is_some_and(|t| t.lower_nlink > 1);
+        if lower_link {
+            // Like kernel overlay with index=on: a lower hard link is copied up (into
+            // the link index) before one of its names goes, so the count persists.
+            if let Some(n) = self.known_node(&stack, &res) {
+                {
+                    let mut s = n.state.lock();
+                    s.parent = parent.id;
+                    s.name = name.to_os_string();
+                    s.add_name(parent.id, name);
+                    s.res = None;
+                }
+                res = (*self.copy_up(&n)?).clone();
+            }
+        }
         let pres = self.copy_up(parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
@@ -317,7 +336,7 @@ impl Overlay {
         if lc.lower_links <= 1 && lower <= 1 {
             return;
         }
-        self.nodes.update_link_count(identity, |c| {
+        let lc = self.nodes.update_link_count(identity, |c| {
             if c.lower_links == 0 {
                 c.lower_links = lower;
             }
@@ -329,6 +348,14 @@ impl Overlay {
                 c.extra = c.extra.saturating_sub(1);
             }
         });
+        if let Some(up) = res.upper(stack) {
+            let _ = sys::set_xattr(
+                up.fd(),
+                OsStr::new(crate::inode::LINKS_XATTR),
+                lc.encode().as_bytes(),
+                0,
+            );
+        }
     }
 
     /// Hard-links `node` as `newparent/newname`.
