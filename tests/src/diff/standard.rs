@@ -107,6 +107,8 @@ pub fn standard() -> Fixture {
     base.hardlink("rc/f1", "rc/f0");
     base.dir("rc/d1", 0o755);
     base.file("rc/d1/f3", "rc d1 f3\n", 0o644);
+    base.symlink("ra/f3", "f0");
+    base.fifo("ra/d1/own1000", 0o640);
     base.file("mixed/a", "mixed a\n", 0o644);
     // A whiteout in the bottom layer hides nothing but must itself stay invisible.
     base.whiteout("ghost");
@@ -131,6 +133,10 @@ pub fn standard() -> Fixture {
     l2.hardlink("l2hl/b", "l2hl/a");
     l2.file("ren/other", "a file replacing a lower dir\n", 0o644);
     l2.file("mixed/b", "mixed b l2\n", 0o644);
+    l2.dir("tmp", 0o1777);
+    l2.file("tmp/d0/f1", "tmp d0 f1 l2\n", 0o666)
+        .xattr("user.k", "l2");
+    l2.opaque_dir("rd", 0o755);
 
     let mut l1 = Layer::default();
     l1.file("wh/x", "x recreated in l1\n", 0o600);
@@ -154,6 +160,10 @@ pub fn standard() -> Fixture {
     l0.opaque_dir("mixed", 0o755);
     l0.file("mixed/top", "only this survives\n", 0o644);
     l0.whiteout("odd/exec");
+    l0.file("rd/d1/f2", "rd exists only in the top layer\n", 0o644);
+    l0.whiteout("ra/d1/own1000");
+    l0.dir("tmp", 0o1777);
+    l0.opaque_dir("tmp/d0", 0o1777);
 
     Fixture {
         layers: vec![l0, l1, l2, base],
