@@ -55,22 +55,65 @@ pub fn base_changes(
     old_layers_bottom_first: &[PathBuf],
     new_layers_bottom_first: &[PathBuf],
 ) -> Result<Vec<Change>> {
-    let old = tree::merged_view(old_layers_bottom_first)?;
-    let new = tree::merged_view(new_layers_bottom_first)?;
+    let (old, new) = std::thread::scope(|scope| {
+        let old = scope.spawn(|| tree::merged_view(old_layers_bottom_first));
+        let new = tree::merged_view(new_layers_bottom_first);
+        let old = old.join().unwrap_or_else(|_| {
+            Err(crate::error::Error::Io {
+                context: "reading the old base".into(),
+                source: std::io::Error::other("scan thread panicked"),
+            })
+        });
+        (old, new)
+    });
+    let (old, new) = (old?, new?);
     let mut changes = Vec::new();
+    let mut both = Vec::new();
     for (path, before) in &old {
-        let change = match new.get(path) {
-            None => Some(BaseChange::Removed),
-            Some(after) if !tree::same_object(before, after)? => Some(BaseChange::Modified),
-            Some(_) => None,
-        };
-        if let Some(change) = change {
-            changes.push(Change {
+        match new.get(path) {
+            None => changes.push(Change {
                 path: tree::display(path),
-                change,
-            });
+                change: BaseChange::Removed,
+            }),
+            Some(after) => both.push((path, before, after)),
         }
     }
+    // Comparing contents reads both bases: spread it over the cores.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = both.len().div_ceil(workers).max(1);
+    let modified: Vec<Vec<Change>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = both
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<Vec<Change>> {
+                    let mut out = Vec::new();
+                    for (path, before, after) in part {
+                        if !tree::same_object(before, after)? {
+                            out.push(Change {
+                                path: tree::display(path),
+                                change: BaseChange::Modified,
+                            });
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::error::Error::Io {
+                        context: "comparing base layers".into(),
+                        source: std::io::Error::other("comparison thread panicked"),
+                    })
+                })
+            })
+            .collect::<Result<_>>()
+    })?;
+    changes.extend(modified.into_iter().flatten());
     for path in new.keys().filter(|p| !old.contains_key(*p)) {
         changes.push(Change {
             path: tree::display(path),
