@@ -63,6 +63,16 @@ fn check_name(name: &OsStr) -> Res<()> {
     Ok(())
 }
 
+/// Names a new entry may not have: `.wh.*` would turn into an AUFS whiteout or opaque
+/// marker in the upper layer (AUFS itself refuses them with EPERM).
+fn check_new_name(name: &OsStr) -> Res<()> {
+    check_name(name)?;
+    if whiteout::is_aufs_name(name) {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
+}
+
 fn remove_any(dir: BorrowedFd<'_>, name: &OsStr) {
     if sys::unlink_at(dir, name, false).is_err() {
         let _ = clear_upper_dir_at(dir, name);
@@ -125,7 +135,7 @@ impl Overlay {
         kind: NewKind<'_>,
         caller: Caller,
     ) -> Res<(Arc<Node>, FileAttr, Option<OwnedFd>)> {
-        check_name(name)?;
+        check_new_name(name)?;
         let _t = self.tree.lock();
         let stack = self.stack();
         if !stack.has_upper {
@@ -365,7 +375,7 @@ impl Overlay {
         newparent: &Node,
         newname: &OsStr,
     ) -> Res<(Arc<Node>, FileAttr)> {
-        check_name(newname)?;
+        check_new_name(newname)?;
         let _t = self.tree.lock();
         let stack = self.stack();
         if self.resolve(node)?.is_dir() {
@@ -445,7 +455,7 @@ impl Overlay {
         flags: u32,
     ) -> Res<()> {
         check_name(name)?;
-        check_name(newname)?;
+        check_new_name(newname)?;
         let _t = self.tree.lock();
         let stack = self.stack();
         if !stack.has_upper {
@@ -485,6 +495,27 @@ impl Overlay {
         }
         let src_node = self.known_node(&stack, &src).ok_or(Errno::ENOENT)?;
         let dst_node = dst.as_ref().and_then(|d| self.known_node(&stack, d));
+        if let (Some(d), false) = (&dst, exchange) {
+            if !d.is_dir()
+                && d.upper(&stack).is_none()
+                && d.top().is_some_and(|t| t.lower_nlink > 1)
+            {
+                // A lower hard link loses this name: count it (and keep the count in the
+                // link index, as kernel overlay with index=on does).
+                let mut d = d.clone();
+                if let (Some(n), true) = (&dst_node, stack.link_index.is_some()) {
+                    {
+                        let mut s = n.state.lock();
+                        s.parent = newparent.id;
+                        s.name = newname.to_os_string();
+                        s.add_name(newparent.id, newname);
+                        s.res = None;
+                    }
+                    d = (*self.copy_up(n)?).clone();
+                }
+                self.count_link_change(&stack, &d, true, false);
+            }
+        }
         // Redirect for a directory that has lower layers, computed at its old place.
         let src_redirect = if src.is_dir() && src.has_lower(&stack) {
             if parent.id == newparent.id {
