@@ -48,6 +48,16 @@ fn hits_of(status: &Value, rebased_id: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// The base `status` says a container runs on.
+fn runs_on(status: &Value, container: &str) -> String {
+    status["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
+        .and_then(|c| c["runs_on"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
 fn rebased_ids(report: &Value) -> Vec<String> {
     report["layers"]
         .as_array()
@@ -157,6 +167,10 @@ fn rebase_story_end_to_end() -> Result<()> {
         exec(&podman, "c1", "id appuser")?.contains("uid=1000"),
         "appuser unknown"
     );
+    assert_eq!(
+        runs_on(&cli.json(&["status"])?, "c1"),
+        "localhost/story/base:2"
+    );
     // The rootfs is still served by the mount program (a FUSE mount).
     let merged_dir = podman.run(&[
         "inspect",
@@ -255,6 +269,10 @@ fn rebase_story_end_to_end() -> Result<()> {
         exec(&podman, "c1", "grep -c syslog /etc/passwd || true")?,
         "0\n"
     );
+    assert_eq!(
+        runs_on(&cli.json(&["status"])?, "c1"),
+        "localhost/story/base:1"
+    );
     let check = cli.json(&["check"])?;
     assert_eq!(check["ok"], true, "check: {check}");
 
@@ -266,7 +284,7 @@ fn rebase_story_end_to_end() -> Result<()> {
     podman.run(&["run", "--detach", "--name", "c1", "localhost/story/app:2"])?;
     let rebuild_and_recreate = started.elapsed();
     eprintln!(
-        "timing: rebasefs rebase + podman restart = {} ms; podman build (fresh) + recreate = {} ms",
+        "timing: rebasefs rebase + podman stop/start = {} ms; podman build (no cache) + recreate = {} ms",
         rebase_and_restart.as_millis(),
         rebuild_and_recreate.as_millis()
     );
