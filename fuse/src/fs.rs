@@ -198,7 +198,16 @@ impl Fs {
             let res = self.ov.copy_up(&node)?;
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
             let is_link = up.st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-            if uid.is_some() || gid.is_some() {
+            let overridden = (uid.is_some() || gid.is_some() || mode.is_some())
+                && self.ov.update_override(
+                    up.fd(),
+                    uid.map(|u| self.ov.ids.uid_disk(u)),
+                    gid.map(|g| self.ov.ids.gid_disk(g)),
+                    mode,
+                )?;
+            if overridden {
+                // Owner and mode live in the override xattr; the file keeps its own.
+            } else if uid.is_some() || gid.is_some() {
                 sys::chown_fd(
                     up.fd(),
                     uid.map(|u| self.ov.ids.uid_disk(u)),
@@ -206,7 +215,7 @@ impl Fs {
                 )
                 .map_err(errno)?;
             }
-            if let Some(m) = mode {
+            if let (Some(m), false) = (mode, overridden) {
                 if is_link {
                     return Err(Errno::EOPNOTSUPP);
                 }

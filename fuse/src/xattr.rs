@@ -45,6 +45,44 @@ impl Overlay {
         }
     }
 
+    /// chown/chmod of a file carrying the stat-override xattr (`xattr_permissions=`)
+    /// update the xattr instead of the file. Returns whether it did.
+    pub fn update_override(
+        &self,
+        fd: BorrowedFd<'_>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> Res<bool> {
+        let Some(name) = override_name(self.config.xattr_permissions) else {
+            return Ok(false);
+        };
+        let Some(v) = sys::get_xattr(fd, OsStr::new(name)).map_err(errno)? else {
+            return Ok(false);
+        };
+        let Some((ou, og, om)) = parse_override(&v) else {
+            return Ok(false);
+        };
+        let rest: Vec<&str> = std::str::from_utf8(&v)
+            .unwrap_or("")
+            .trim_end_matches('\0')
+            .split(':')
+            .skip(3)
+            .collect();
+        let mut new = format!(
+            "{}:{}:{:o}",
+            uid.unwrap_or(ou),
+            gid.unwrap_or(og),
+            mode.map_or(om, |m| m & 0o7777)
+        );
+        for r in rest {
+            new.push(':');
+            new.push_str(r);
+        }
+        sys::set_xattr(fd, OsStr::new(name), new.as_bytes(), 0).map_err(errno)?;
+        Ok(true)
+    }
+
     /// Whether the stat-override xattr name is hidden from users.
     pub fn xattr_hidden(&self, name: &OsStr) -> bool {
         override_name(self.config.xattr_permissions)
