@@ -273,6 +273,19 @@ fn rebase_story_end_to_end() -> Result<()> {
         runs_on(&cli.json(&["status"])?, "c1"),
         "localhost/story/base:1"
     );
+    // gc keeps what a running container (c2, still on base:2) or a rollback step can use.
+    cli.json(&["gc"])?;
+    assert_eq!(
+        exec(&podman, "c2", "cat /etc/base-release /etc/new-in-base-2")?,
+        "base 2\nadded in base 2\n"
+    );
+    let kept = cli.json(&["status"])?;
+    for id in &ids {
+        ensure!(
+            hits_of(&kept, id) >= 0,
+            "gc dropped rebased layer {id} that c2 runs on"
+        );
+    }
     let check = cli.json(&["check"])?;
     assert_eq!(check["ok"], true, "check: {check}");
 
