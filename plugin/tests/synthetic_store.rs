@@ -321,3 +321,73 @@ fn unknown_image_and_wrong_base_are_reported() {
         rebasefs_plugin::base::Found::LongestPrefix
     );
 }
+
+#[test]
+fn base_wins_copies_the_new_base_version_and_its_deletions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let b = fake.layer(
+        None,
+        &[
+            ("etc/passwd", PASSWD_1),
+            ("etc/motd", "old motd"),
+            ("etc/dropped", "x"),
+        ],
+    );
+    let n = fake.layer(None, &[("etc/passwd", PASSWD_2), ("etc/motd", "new motd")]);
+    let a = fake.layer(
+        Some(&b),
+        &[
+            ("etc/passwd", PASSWD_APP),
+            ("etc/motd", "app motd"),
+            ("etc/dropped", "app"),
+        ],
+    );
+    fake.image("localhost/base:1", &b, None);
+    fake.image("localhost/base:2", &n, None);
+    fake.image("localhost/app:1", &a, Some("localhost/base:1"));
+    fake.save();
+    let store = fake.store();
+    let opts = Options {
+        image: "app:1".into(),
+        onto: Some("base:2".into()),
+        policy: Policy::parse(&["base-wins=/etc/motd,/etc/dropped", "merge"]).unwrap(),
+        policy_given: true,
+        assign: true,
+        ..Default::default()
+    };
+    let report = rebase::rebase(&store, &opts, &NoProgress).unwrap();
+    let layer = &report.lowers[0];
+    assert_eq!(
+        fs::read_to_string(layer.join("etc/motd")).unwrap(),
+        "new motd"
+    );
+    assert!(
+        layer.join("etc/.wh.dropped").exists(),
+        "the new base's deletion is a whiteout"
+    );
+    assert!(fs::read_to_string(layer.join("etc/passwd"))
+        .unwrap()
+        .contains("sys:x:101"));
+    let hows: Vec<String> = report
+        .resolutions
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.path,
+                serde_json::to_value(&r.how).unwrap()["how"]
+                    .as_str()
+                    .unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        hows,
+        [
+            "/etc/dropped base-wins-deleted",
+            "/etc/motd base-wins",
+            "/etc/passwd merged"
+        ]
+    );
+}
