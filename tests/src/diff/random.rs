@@ -253,6 +253,17 @@ pub struct RunReport {
 /// Runs `ops` on a fresh session; checkpoints every `every` ops. Stops at the first
 /// divergence unless `keep_going`.
 pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<RunReport> {
+    run_with(setup, ops, every, keep_going, true)
+}
+
+/// [`run`], with or without the upper-dir and remount comparisons at the end.
+fn run_with(
+    setup: &Setup,
+    ops: &[Op],
+    every: usize,
+    keep_going: bool,
+    after_unmount_checks: bool,
+) -> Result<RunReport> {
     let mut s = Session::start(setup.clone())?;
     let mut first_failure = None;
     let mut ran = 0;
@@ -290,7 +301,7 @@ pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<
             eprintln!("  {k:<18} {n:>6} run, {ok:>6} ok on the kernel");
         }
     }
-    let divergences = s.finish();
+    let divergences = s.finish_with(after_unmount_checks);
     if first_failure.is_none() && !divergences.is_empty() {
         first_failure = Some(ops.len().saturating_sub(1));
     }
@@ -307,8 +318,9 @@ pub fn run(setup: &Setup, ops: &[Op], every: usize, keep_going: bool) -> Result<
 pub enum Target {
     /// This operation's outcomes differ.
     OpDiverges(Op),
-    /// A tree/upper/remount comparison reports this (normalised) line.
-    Detail(String),
+    /// A tree/upper/remount comparison reports this (normalised) line; `after_unmount`:
+    /// it comes from the upper-dir or remount comparison.
+    Detail { line: String, after_unmount: bool },
 }
 
 /// A divergence line with digit runs of 5+ (filesystem-chosen times, inode numbers)
@@ -351,17 +363,30 @@ pub fn target_of(setup: &Setup, divergences: &[Divergence]) -> Option<Target> {
                 .collect()
         })
         .unwrap_or_default();
-    divergences
-        .iter()
-        .flat_map(|d| d.details.iter())
-        .map(|l| signature(l))
-        .find(|l| !baseline.contains(l))
-        .map(Target::Detail)
+    divergences.iter().find_map(|d| {
+        let after_unmount = !d.at.starts_with("op ") && !d.at.starts_with("tree checkpoint");
+        d.details
+            .iter()
+            .map(|l| signature(l))
+            .find(|l| !baseline.contains(l))
+            .map(|line| Target::Detail {
+                line,
+                after_unmount,
+            })
+    })
 }
 
 fn fails(setup: &Setup, ops: &[Op], target: &Target) -> bool {
-    // A trial only checks op outcomes and one final tree checkpoint (plus upper/remount).
-    let Ok(r) = run(setup, ops, 0, true) else {
+    // A trial checks op outcomes and one final tree checkpoint, plus upper/remount only
+    // when the divergence to keep was found there.
+    let full = matches!(
+        target,
+        Target::Detail {
+            after_unmount: true,
+            ..
+        }
+    );
+    let Ok(r) = run_with(setup, ops, 0, true, full) else {
         return false;
     };
     match target {
@@ -369,7 +394,7 @@ fn fails(setup: &Setup, ops: &[Op], target: &Target) -> bool {
             .divergences
             .iter()
             .any(|d| d.at.starts_with("op ") && d.op.as_ref() == Some(op)),
-        Target::Detail(line) => r
+        Target::Detail { line, .. } => r
             .divergences
             .iter()
             .any(|d| d.details.iter().any(|l| signature(l) == *line)),
@@ -386,7 +411,7 @@ pub fn minimise(setup: &Setup, ops: &[Op], target: &Target, budget: Duration) ->
             Some((l, p)) => (Some(l), p),
             None => return Vec::new(),
         },
-        Target::Detail(_) => (None, ops),
+        Target::Detail { .. } => (None, ops),
     };
     let mut cur: Vec<Op> = prefix.to_vec();
     let with_last = |v: &[Op]| {

@@ -509,7 +509,13 @@ impl Session {
     /// Final checkpoint, unmount (the candidate daemon must exit), compare the normalised
     /// upper dirs, then remount both sides and compare the trees again. Returns all
     /// divergences of the session.
-    pub fn finish(mut self) -> Vec<Divergence> {
+    pub fn finish(self) -> Vec<Divergence> {
+        self.finish_with(true)
+    }
+
+    /// [`Session::finish`], optionally without the upper-dir and remount comparisons (the
+    /// minimiser's trials skip them when the divergence it preserves is not there).
+    pub fn finish_with(mut self, after_unmount_checks: bool) -> Vec<Divergence> {
         timing("finish");
         self.checkpoint("final");
         timing("final checkpoint");
@@ -528,51 +534,53 @@ impl Session {
         }
         self.push("unmount", problems);
         timing("unmounted");
-        if let (Some(ku), Some(cu)) = (self.kdirs.upper.clone(), self.cdirs.upper.clone()) {
-            let (kn, kerr) = normalised_upper(&ku, &self.lower);
-            let (cn, cerr) = normalised_upper(&cu, &self.lower);
-            let mut d = upper_diff(&kn, &cn, self.recent);
-            d.extend(kerr.into_iter().map(|e| format!("kernel upper: {e}")));
-            d.extend(cerr.into_iter().map(|e| format!("candidate upper: {e}")));
-            self.push("upper dirs after unmount", d);
-        }
-        timing("uppers compared");
-        // Remount: what a restarted container would see.
-        match (
-            KernelMount::mount(&self.kdirs),
-            CandidateMount::mount(&self.setup.bin, &self.cdirs),
-        ) {
-            (Ok(mut k), Ok(mut c)) => {
-                let d = match (
-                    open_root(&self.kdirs.mountpoint),
-                    open_root(&self.cdirs.mountpoint),
-                ) {
-                    (Ok(kr), Ok(cr)) => {
-                        let kt = snapshot(kr.as_fd());
-                        let ct = snapshot(cr.as_fd());
-                        tree_diff(&kt, &ct, self.recent)
-                    }
-                    (Err(e), _) | (_, Err(e)) => vec![format!("open remounted root: {e:#}")],
-                };
-                self.push("tree after remount", d);
-                let mut problems = Vec::new();
-                if let Err(e) = k.unmount() {
-                    problems.push(format!("kernel unmount: {e:#}"));
-                }
-                if let Err(e) = c.unmount() {
-                    problems.push(format!("candidate unmount after remount: {e:#}"));
-                }
-                self.push("unmount after remount", problems);
+        if after_unmount_checks {
+            if let (Some(ku), Some(cu)) = (self.kdirs.upper.clone(), self.cdirs.upper.clone()) {
+                let (kn, kerr) = normalised_upper(&ku, &self.lower);
+                let (cn, cerr) = normalised_upper(&cu, &self.lower);
+                let mut d = upper_diff(&kn, &cn, self.recent);
+                d.extend(kerr.into_iter().map(|e| format!("kernel upper: {e}")));
+                d.extend(cerr.into_iter().map(|e| format!("candidate upper: {e}")));
+                self.push("upper dirs after unmount", d);
             }
-            (k, c) => {
-                let mut d = Vec::new();
-                if let Err(e) = k {
-                    d.push(format!("kernel remount failed: {e:#}"));
+            timing("uppers compared");
+            // Remount: what a restarted container would see.
+            match (
+                KernelMount::mount(&self.kdirs),
+                CandidateMount::mount(&self.setup.bin, &self.cdirs),
+            ) {
+                (Ok(mut k), Ok(mut c)) => {
+                    let d = match (
+                        open_root(&self.kdirs.mountpoint),
+                        open_root(&self.cdirs.mountpoint),
+                    ) {
+                        (Ok(kr), Ok(cr)) => {
+                            let kt = snapshot(kr.as_fd());
+                            let ct = snapshot(cr.as_fd());
+                            tree_diff(&kt, &ct, self.recent)
+                        }
+                        (Err(e), _) | (_, Err(e)) => vec![format!("open remounted root: {e:#}")],
+                    };
+                    self.push("tree after remount", d);
+                    let mut problems = Vec::new();
+                    if let Err(e) = k.unmount() {
+                        problems.push(format!("kernel unmount: {e:#}"));
+                    }
+                    if let Err(e) = c.unmount() {
+                        problems.push(format!("candidate unmount after remount: {e:#}"));
+                    }
+                    self.push("unmount after remount", problems);
                 }
-                if let Err(e) = c {
-                    d.push(format!("candidate remount failed: {e:#}"));
+                (k, c) => {
+                    let mut d = Vec::new();
+                    if let Err(e) = k {
+                        d.push(format!("kernel remount failed: {e:#}"));
+                    }
+                    if let Err(e) = c {
+                        d.push(format!("candidate remount failed: {e:#}"));
+                    }
+                    self.push("remount", d);
                 }
-                self.push("remount", d);
             }
         }
         timing("remount compared");
