@@ -69,7 +69,12 @@ pub struct Overlay {
     pub passthrough: AtomicBool,
     pub notifier: OnceLock<Notifier>,
     tmp_counter: AtomicU64,
+    /// Names answered "absent" with a cacheable negative entry, to invalidate on a
+    /// stack swap (bounded; past the bound negative entries are not cached).
+    pub negative: Mutex<std::collections::HashSet<(u64, OsString)>>,
 }
+
+const NEGATIVE_CAP: usize = 200_000;
 
 const HANDLE_SHARDS: usize = 16;
 
@@ -88,6 +93,7 @@ impl Overlay {
             passthrough: AtomicBool::new(false),
             notifier: OnceLock::new(),
             tmp_counter: AtomicU64::new(0),
+            negative: Mutex::new(std::collections::HashSet::new()),
             stack: RwLock::new(Arc::new(stack)),
         };
         let stack = ov.stack();
@@ -222,11 +228,12 @@ impl Overlay {
             .nodes
             .lookup(identity, parent.id, &name.to_os_string(), res, true);
         let res = node.state.lock().res.clone().ok_or(Errno::EIO)?;
-        let attr = match self.attr(&node, &res) {
-            Ok(a) => a,
-            Err(e) => {
+        // The entry was just stat'ed by the lookup itself.
+        let attr = match res.top() {
+            Some(top) => self.attr_from_stat(&node, &res, &top.st),
+            None => {
                 self.nodes.forget(node.id, 1);
-                return Err(e);
+                return Err(Errno::ENOENT);
             }
         };
         Ok((node, attr))
@@ -331,6 +338,16 @@ impl Overlay {
 
     pub fn work(&self, stack: &Stack) -> Res<Arc<OwnedFd>> {
         stack.work.clone().ok_or(Errno::EROFS)
+    }
+
+    /// Records a negative lookup; false when it must not be cached (set full).
+    pub fn note_negative(&self, parent: u64, name: &OsStr) -> bool {
+        let mut n = self.negative.lock();
+        if n.len() >= NEGATIVE_CAP {
+            return false;
+        }
+        n.insert((parent, name.to_os_string()));
+        true
     }
 
     /// Every node the kernel knows, for cache invalidation after a stack swap.

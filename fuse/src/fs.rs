@@ -318,6 +318,16 @@ impl Filesystem for Fs {
             Ok((_, attr)) => {
                 reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0())
             }
+            Err(e)
+                if e == Errno::ENOENT
+                    && !self.ttl_entry().is_zero()
+                    && self.ov.note_negative(parent.0, name) =>
+            {
+                // Node id 0: a negative entry the kernel may cache for the entry TTL.
+                let mut attr = crate::idmap::file_attr(0, &sys::zero_stat(), false, &self.ov.ids);
+                attr.ino = INodeNo(0);
+                reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0())
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -260,14 +260,27 @@ impl StackHandle {
             return Ok(());
         };
         let nodes = self.overlay.known_nodes();
-        // Entries first (children before the inode data), then every inode's attrs/data.
+        // Entries first (every known name, and names cached as absent), then every
+        // inode's attributes and data.
+        let negative = std::mem::take(&mut *self.overlay.negative.lock());
+        for (parent, name) in &negative {
+            if let Err(e) = notifier.inval_entry(INodeNo(*parent), OsStr::new(name)) {
+                debug!("inval_entry (negative) {parent}/{name:?}: {e}");
+            }
+        }
         for n in &nodes {
             if n.id == ROOT_ID {
                 continue;
             }
+            let mut names = n.state.lock().names.clone();
             let (parent, name) = n.parent_and_name();
-            if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
-                debug!("inval_entry {parent}/{name:?}: {e}");
+            if !names.iter().any(|(p, nm)| *p == parent && *nm == name) {
+                names.push((parent, name));
+            }
+            for (parent, name) in names {
+                if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
+                    debug!("inval_entry {parent}/{name:?}: {e}");
+                }
             }
         }
         for n in &nodes {
