@@ -259,6 +259,26 @@ impl Podman {
         host::mounts_under(self.dir())
     }
 
+    /// Waits until no FUSE mount of this store is left (what the mount program mounted).
+    ///
+    /// Only FUSE mounts: a `podman container cleanup` process that conmon starts after
+    /// `stop` briefly bind-mounts the store's `overlay/` home on itself (containers-storage
+    /// makes it a private mount), which [`Podman::finish`] waits out as well.
+    pub fn wait_fuse_mounts_gone(&self) -> Result<()> {
+        let left = host::wait_until_empty(EXIT_GRACE, || {
+            self.store_mounts()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.fs_type.starts_with("fuse"))
+                .collect()
+        });
+        if !left.is_empty() {
+            let lines: Vec<&str> = left.iter().map(|m| m.line.as_str()).collect();
+            bail!("FUSE mounts of the store left: {lines:#?}");
+        }
+        Ok(())
+    }
+
     /// Live mount-program processes serving this store.
     pub fn mount_program_processes(&self) -> Vec<ProcessInfo> {
         let needle = self.dir().to_string_lossy().into_owned();

@@ -144,11 +144,7 @@ fn container_rootfs_is_served_by_the_mount_program() -> Result<()> {
         entry.line
     );
     podman.run(&["stop", "--time", "0", &name])?;
-    ensure!(
-        podman.store_mounts()?.is_empty(),
-        "stop left mounts: {:?}",
-        podman.store_mounts()?
-    );
+    podman.wait_fuse_mounts_gone().context("stop")?;
     podman.finish()
 }
 
@@ -299,11 +295,7 @@ fn image_mount_is_read_only_without_upperdir() -> Result<()> {
     }
     ensure!(std::fs::create_dir(merged.join("newdir")).is_err());
     podman.run(&["image", "umount", APP_IMAGE])?;
-    ensure!(
-        podman.store_mounts()?.is_empty(),
-        "image umount left: {:?}",
-        podman.store_mounts()?
-    );
+    podman.wait_fuse_mounts_gone().context("image umount")?;
     podman.finish()
 }
 
@@ -382,11 +374,7 @@ fn rm_force_while_running_cleans_up() -> Result<()> {
     let merged = podman.container_dir(&name, "MergedDir")?;
     podman.assert_served_by_mount_program(&merged)?;
     podman.run(&["rm", "--force", "--time", "0", &name])?;
-    ensure!(
-        podman.store_mounts()?.is_empty(),
-        "rm -f left mounts: {:?}",
-        podman.store_mounts()?
-    );
+    podman.wait_fuse_mounts_gone().context("rm -f")?;
     let leftover =
         rebasefs_tests::podman::host::wait_until_empty(std::time::Duration::from_secs(10), || {
             podman.mount_program_processes()
@@ -421,11 +409,7 @@ fn container_mount_and_export_read_through_the_mount_program() -> Result<()> {
         "via podman mount\n",
     )?;
     podman.run(&["umount", "created"])?;
-    ensure!(
-        podman.store_mounts()?.is_empty(),
-        "podman umount left: {:?}",
-        podman.store_mounts()?
-    );
+    podman.wait_fuse_mounts_gone().context("podman umount")?;
     let tar = podman.work().join("export.tar");
     let tar_arg = tar.to_string_lossy().into_owned();
     podman.run(&["export", "--output", &tar_arg, "created"])?;
