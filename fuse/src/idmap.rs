@@ -112,3 +112,53 @@ pub fn file_attr(id: u64, st: &Stat, merged_dir: bool, map: &IdMapper) -> FileAt
         flags: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StackSpec;
+
+    fn mapper() -> IdMapper {
+        let mut c = OverlayConfig::new(StackSpec {
+            lowers: vec![],
+            upper: None,
+            work: None,
+        });
+        c.uid_map = vec![
+            IdRange {
+                container: 0,
+                host: 1000,
+                size: 1,
+            },
+            IdRange {
+                container: 1,
+                host: 110000,
+                size: 65536,
+            },
+        ];
+        IdMapper::new(&c)
+    }
+
+    #[test]
+    fn maps_both_directions_and_overflows_outside_ranges() {
+        let m = mapper();
+        assert_eq!(m.uid_shown(0), 1000);
+        assert_eq!(m.uid_shown(1), 110000);
+        assert_eq!(m.uid_shown(65536), 175535);
+        assert_eq!(m.uid_shown(65537), OVERFLOW_ID);
+        assert_eq!(m.uid_disk(1000), 0);
+        assert_eq!(m.uid_disk(110005), 6);
+        assert_eq!(m.uid_disk(5), OVERFLOW_ID);
+        // No gid map: identity.
+        assert_eq!(m.gid_shown(42), 42);
+        assert_eq!(m.gid_disk(42), 42);
+    }
+
+    #[test]
+    fn squash_overrides_shown_owner_only() {
+        let mut m = mapper();
+        m.squash_uid = Some(0);
+        assert_eq!(m.uid_shown(7), 0);
+        assert_eq!(m.uid_disk(1000), 0);
+    }
+}

@@ -362,3 +362,36 @@ impl NodeTable {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_count_roundtrip_and_garbage() {
+        let c = LinkCount {
+            lower_links: 3,
+            gone: 1,
+            extra: 2,
+        };
+        let d = LinkCount::decode(c.encode().as_bytes()).unwrap();
+        assert_eq!((d.lower_links, d.gone, d.extra), (3, 1, 2));
+        assert!(LinkCount::decode(b"3:x:1").is_none());
+        assert!(LinkCount::decode(b"3:1").is_none());
+    }
+
+    #[test]
+    fn ids_stable_and_collisions_allocated() {
+        let t = NodeTable::new();
+        // First device: the plain inode number; another device: index in the top bits.
+        assert_eq!(t.id_for((10, 500)), 500);
+        assert_eq!(t.id_for((11, 500)), 500 | (1 << 56));
+        // Inode 1 would be the FUSE root id: allocated instead, stably.
+        let a = t.id_for((10, 1));
+        assert!(a >= ALLOC_BASE);
+        assert_eq!(t.id_for((10, 1)), a);
+        // A copy-up keeps its origin's id.
+        t.add_origin((10, 900), (10, 500));
+        assert_eq!(t.id_for((10, 900)), 500);
+    }
+}

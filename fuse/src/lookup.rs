@@ -373,3 +373,26 @@ pub fn lower_has(stack: &Stack, parent: &Resolved, name: &OsStr) -> io::Result<b
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_never_climb_out() {
+        assert!(parse_redirect(b"/../etc").is_none());
+        assert!(parse_redirect(b"/a/../b").is_none());
+        assert!(parse_redirect(b"..").is_none());
+        assert!(parse_redirect(b"a/b").is_none());
+        assert!(parse_redirect(b"").is_none());
+        assert!(parse_redirect(b"/").is_none());
+        match parse_redirect(b"/a//b/") {
+            Some(Redirect::Absolute(c)) => assert_eq!(c, vec![b"a".to_vec(), b"b".to_vec()]),
+            _ => panic!("absolute redirect expected"),
+        }
+        match parse_redirect(b"name") {
+            Some(Redirect::Relative(n)) => assert_eq!(n, b"name".to_vec()),
+            _ => panic!("relative redirect expected"),
+        }
+    }
+}

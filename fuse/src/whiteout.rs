@@ -186,3 +186,49 @@ pub fn xattr_to_user(name: &OsStr, is_dir: bool) -> Option<OsString> {
     }
     Some(name.to_os_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aufs_names() {
+        assert_eq!(
+            aufs_hidden_name(OsStr::new(".wh.foo")),
+            Some(OsStr::new("foo"))
+        );
+        assert_eq!(aufs_hidden_name(OsStr::new(".wh..wh..opq")), None);
+        assert_eq!(aufs_hidden_name(OsStr::new(".wh.")), None);
+        assert_eq!(aufs_hidden_name(OsStr::new("foo")), None);
+        assert!(is_aufs_name(OsStr::new(".wh..wh.plnk")));
+        assert_eq!(aufs_whiteout_name(OsStr::new("x")), OsString::from(".wh.x"));
+    }
+
+    #[test]
+    fn overlay_xattrs_are_escaped_like_the_kernel() {
+        let stored = xattr_to_stored(OsStr::new("trusted.overlay.opaque")).unwrap();
+        assert_eq!(stored, OsString::from("trusted.overlay.overlay.opaque"));
+        assert_eq!(
+            xattr_to_user(&stored, false),
+            Some(OsString::from("trusted.overlay.opaque"))
+        );
+        assert_eq!(
+            xattr_to_user(OsStr::new("trusted.overlay.opaque"), false),
+            None
+        );
+        assert_eq!(
+            xattr_to_user(OsStr::new("user.fuseoverlayfs.x"), false),
+            None
+        );
+        assert_eq!(xattr_to_stored(OsStr::new("user.fuseoverlayfs.x")), None);
+        assert_eq!(xattr_to_user(OsStr::new("user.overlay.opaque"), true), None);
+        assert_eq!(
+            xattr_to_user(OsStr::new("user.overlay.opaque"), false),
+            Some(OsString::from("user.overlay.opaque"))
+        );
+        assert_eq!(
+            xattr_to_user(OsStr::new("user.a"), true),
+            Some(OsString::from("user.a"))
+        );
+    }
+}
