@@ -1207,13 +1207,68 @@ fn dir_metadata_copy_up(t: &mut Session) {
     expect(t, lstat("odd/dir0711"), Ok(()));
 }
 
+/// README "Intended differences": rebasefs refuses new names starting with `.wh.` (EPERM),
+/// because in its upper dir (read by containers-storage as an AUFS-format layer) they
+/// would turn into whiteouts / opaque markers. Kernel overlayfs accepts them as ordinary
+/// names; its result is undone on the kernel side so the trees stay comparable.
+const WH_REASON: &str = "names starting with .wh. are refused (README)";
+
+/// Runs a `.wh.`-name creation: the kernel must accept it (then it is undone there with
+/// `undo`), rebasefs must refuse it with EPERM.
+fn wh_refused(t: &mut Session, op: Op, undo: Op) {
+    let what = format!("{op:?} succeeds");
+    let o = t.run_intended(op, Err(libc::EPERM), Some(undo), WH_REASON);
+    t.require(o.is_ok(), &what);
+}
+
 fn aufs_looking_names(t: &mut Session) {
-    // Names that look like AUFS whiteouts are ordinary names to kernel overlayfs.
-    t.op(create("top/.wh.f", 0o644));
-    t.op(create("wh/.wh..wh..opq", 0o644));
-    t.op(readdir("top"));
-    t.op(readdir("wh"));
-    t.op(lstat("top/f"));
+    wh_refused(t, create("top/.wh.f", 0o644), unlink("top/.wh.f"));
+    wh_refused(
+        t,
+        create("wh/.wh..wh..opq", 0o644),
+        unlink("wh/.wh..wh..opq"),
+    );
+    wh_refused(t, mkdir("top/.wh.d", 0o755), rmdir("top/.wh.d"));
+    wh_refused(
+        t,
+        Op::Symlink {
+            target: s("f"),
+            path: s("top/.wh.l"),
+        },
+        unlink("top/.wh.l"),
+    );
+    wh_refused(
+        t,
+        Op::Mknod {
+            path: s("top/.wh.p"),
+            kind: NodeKind::Fifo,
+            mode: 0o644,
+            umask: 0o022,
+        },
+        unlink("top/.wh.p"),
+    );
+    wh_refused(
+        t,
+        Op::Link {
+            old: s("top/f"),
+            new: s("top/.wh.h"),
+        },
+        unlink("top/.wh.h"),
+    );
+    wh_refused(
+        t,
+        rename("etc/hosts", "etc/.wh.hosts", 0),
+        rename("etc/.wh.hosts", "etc/hosts", 0),
+    );
+    // Looking such names up is fine (nothing of the kind exists in the merged view), and
+    // the names they would have hidden are all still there.
+    for p in ["top/.wh.f", "wh/.wh..wh..opq", "etc/.wh.hosts"] {
+        expect(t, lstat(p), Err(libc::ENOENT));
+    }
+    expect(t, readdir("top"), Ok(()));
+    expect(t, readdir("wh"), Ok(()));
+    expect(t, lstat("top/f"), Ok(()));
+    expect(t, read("etc/hosts"), Ok(()));
 }
 
 fn cases() -> Vec<Case> {

@@ -390,6 +390,17 @@ impl Session {
         kernel_undo: Option<Op>,
         reason: &str,
     ) -> Outcome {
+        if self.setup.bin == Path::new(KERNEL_SELF_CHECK) {
+            // Kernel-vs-kernel: no intended difference applies; compare as usual and undo
+            // on both sides.
+            let ko = self.run(op);
+            if ko.is_ok() {
+                if let Some(undo) = kernel_undo {
+                    self.op(undo);
+                }
+            }
+            return ko;
+        }
         ensure_private_fs();
         self.ops += 1;
         let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
