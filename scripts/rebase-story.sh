@@ -32,9 +32,9 @@ export CONTAINERS_CONF="$repo/tests/containers.conf"
 # Podman and rebasefs both find the store through this file.
 export CONTAINERS_STORAGE_CONF="$store/storage.conf"
 
-# `rebasefs hook` as a Podman precreate hook: at every (re)start it asks the daemon serving
-# the container's rootfs to take the stack the repository now assigns (podman restart keeps
-# the rootfs mounted, so the mount program alone would not see the change).
+# `rebasefs hook` as a Podman precreate hook: at every (re)start, before the container
+# process exists, it moves the container's rootfs onto the stack the repository now assigns
+# (podman restart keeps the rootfs mounted, so the mount program alone would not see it).
 mkdir -p "$store/hooks.d"
 cat >"$store/hooks.d/rebasefs.json" <<JSON
 {"version": "1.0.0",
@@ -49,18 +49,8 @@ pod() {
     --hooks-dir "$store/hooks.d" "$@"
 }
 
-# podman restart, when the mount program serves the refresh socket the hook talks to;
-# otherwise stop + start (which unmounts and mounts the rootfs again).
-restart() {
-  if ls "$store/root/rebasefs/sockets/"*.sock >/dev/null 2>&1; then
-    show pod restart --time 0 "$1"
-  else
-    echo "(this mount program has no refresh socket: stop + start instead of restart)"
-    show pod stop --time 0 "$1"
-    show pod start "$1"
-  fi
-}
-rebasefs() { "$bin" "$@"; }
+# podman restart keeps the rootfs mounted; the precreate hook moves it onto the new stack.
+restart() { show pod restart --time 0 "$1"; }
 
 cleanup() {
   "$bin" umount "$store/inspect" >/dev/null 2>&1 || true

@@ -1,9 +1,10 @@
 //! Where the mount program asks the rebase repository whether to serve a rebased stack.
 //!
 //! [`rewrite`] runs before mounting. [`watch`] serves a control socket so a live mount can
-//! be moved onto the stack the repository now assigns: the `rebasefs hook` OCI hook asks
-//! for that at every container (re)start, before the container process runs, which is
-//! what makes `podman restart` (which keeps the rootfs mounted) move a container.
+//! swap to the stack the repository now assigns: the `rebasefs hook` Podman precreate hook
+//! asks for that at every container (re)start, before the container process exists, which
+//! is what makes `podman restart` (which keeps the rootfs mounted) move a container. (For
+//! a daemon without the socket the hook unmounts and mounts the rootfs again instead.)
 //! Both are infallible on purpose: any repository problem is logged and the current stack
 //! stays, so a broken repository never stops a container.
 

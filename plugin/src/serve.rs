@@ -68,15 +68,22 @@ pub fn dirs_of_stack(repo: &Repo, graphroot: &Path, stack: &StackRow) -> Result<
     ))
 }
 
-/// The rebased stack to serve instead of `spec`, or `None` to serve `spec` unchanged.
-pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
-    if std::env::var_os(NO_REWRITE_ENV).is_some() {
-        return Ok(None);
-    }
+/// What the repository says about a requested stack.
+struct Decision {
+    graphroot: PathBuf,
+    top: String,
+    container_layer: Option<String>,
+    /// The active stack for this chain, when complete on disk, and its lower dirs.
+    serve: Option<(StackRow, Vec<PathBuf>)>,
+}
+
+/// Consults the repository for `spec`; `None` when there is no repository or the stack
+/// is not a containers-storage chain.
+fn decide(spec: &StackSpec) -> Result<Option<(Repo, Decision)>> {
     let Some((top, graphroot)) = spec.lowers.first().and_then(|l| layer_of_path(l)) else {
         return Ok(None);
     };
-    let Some(mut repo) = Repo::open_existing(&graphroot)? else {
+    let Some(repo) = Repo::open_existing(&graphroot)? else {
         return Ok(None);
     };
     let asked: Option<Vec<String>> = spec
@@ -102,9 +109,9 @@ pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
             s.orig_layers.len() == asked.len() && s.orig_layers.iter().rev().eq(asked.iter())
         });
     }
-    let new_spec = match &chosen {
+    let serve = match chosen {
         Some(stack) => {
-            let lowers = dirs_of_stack(&repo, &graphroot, stack)?;
+            let lowers = dirs_of_stack(&repo, &graphroot, &stack)?;
             if let Some(missing) = lowers.iter().find(|d| !d.is_dir()) {
                 tracing::warn!(
                     stack = stack.id,
@@ -113,25 +120,62 @@ pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
                 );
                 None
             } else {
-                Some(StackSpec {
-                    lowers,
-                    upper: spec.upper.clone(),
-                    work: spec.work.clone(),
-                })
+                Some((stack, lowers))
             }
         }
         None => None,
     };
-    if let Some(layer) = container_layer {
-        let stack_id = new_spec.as_ref().and(chosen.as_ref()).map(|s| s.id);
-        if let Err(e) = repo.record_mount(&layer, &top, stack_id) {
-            tracing::warn!(error = %e, "could not record the container mount");
+    Ok(Some((
+        repo,
+        Decision {
+            graphroot,
+            top,
+            container_layer,
+            serve,
+        },
+    )))
+}
+
+/// The rebased stack to serve instead of `spec`, or `None` to serve `spec` unchanged.
+/// Records which stack a container mount got.
+pub fn rewrite_stack(spec: &StackSpec) -> Result<Option<StackSpec>> {
+    if std::env::var_os(NO_REWRITE_ENV).is_some() {
+        return Ok(None);
+    }
+    let Some((mut repo, decision)) = decide(spec)? else {
+        return Ok(None);
+    };
+    if let Some(layer) = &decision.container_layer {
+        let stack_id = decision.serve.as_ref().map(|(s, _)| s.id);
+        if let Err(e) = repo.record_mount(layer, &decision.top, stack_id) {
+            tracing::warn!(error = %e, graphroot = %decision.graphroot.display(), "could not record the container mount");
         }
     }
-    if let (Some(stack), Some(_)) = (&chosen, &new_spec) {
+    Ok(decision.serve.map(|(stack, lowers)| {
         tracing::info!(stack = stack.id, new_base = %stack.new_base_name, "serving rebased stack");
-    }
-    Ok(new_spec)
+        StackSpec {
+            lowers,
+            upper: spec.upper.clone(),
+            work: spec.work.clone(),
+        }
+    }))
+}
+
+/// True when a live container mount of `spec` serves another stack than the repository
+/// now assigns (so a restarting container must be remounted or have its stack swapped).
+pub fn needs_remount(spec: &StackSpec) -> Result<bool> {
+    let Some((repo, decision)) = decide(spec)? else {
+        return Ok(false);
+    };
+    let Some(layer) = &decision.container_layer else {
+        return Ok(false);
+    };
+    let served = repo
+        .container_mounts()?
+        .into_iter()
+        .find(|m| &m.container_layer == layer)
+        .and_then(|m| m.stack_id);
+    Ok(served != decision.serve.map(|(s, _)| s.id))
 }
 
 /// The control socket of the daemon serving `mountpoint` for a store at `graphroot`:
