@@ -224,6 +224,10 @@ fn rebase_reuse_serve_rollback_gc() {
         .expect("rebased stack");
     assert_eq!(served.lowers, report.lowers);
     assert_eq!(served.upper, asked.upper);
+    assert!(
+        !serve::needs_remount(&asked).unwrap(),
+        "the container got what is assigned"
+    );
     // ...and in the full-path form too; a different chain is left alone.
     let full = StackSpec {
         lowers: vec![diff(&a2), diff(&a1), diff(&b)],
@@ -266,7 +270,12 @@ fn rebase_reuse_serve_rollback_gc() {
     // Rollback: the mount program serves the original again.
     let (_, back) = rebase::rollback(&store, "app:1").unwrap();
     assert!(back.is_none());
+    assert!(
+        serve::needs_remount(&asked).unwrap(),
+        "rolled back: a restart must remount"
+    );
     assert_eq!(serve::rewrite_stack(&asked).unwrap(), None);
+    assert!(!serve::needs_remount(&asked).unwrap());
     assert!(matches!(
         rebase::rollback(&store, "app:1"),
         Err(rebasefs_plugin::Error::NothingToRollBack(_))
