@@ -295,6 +295,9 @@ impl Filesystem for Fs {
             | InitFlags::FUSE_DONT_MASK
             | InitFlags::FUSE_PARALLEL_DIROPS;
         let _ = config.add_capabilities(wanted & caps);
+        // Bigger requests for daemon-served (lower layer) reads and writes.
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(1 << 20);
         if self.ov.config.passthrough
             && caps.contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
