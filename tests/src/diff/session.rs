@@ -282,6 +282,9 @@ pub struct Session {
     /// Times at or after this were set by the filesystems, not by us.
     recent: i64,
     last_trees: Option<(Tree, Tree)>,
+    /// False once an intended difference made the two trees legitimately differ (see
+    /// [`Session::stop_tree_comparison`]).
+    compare_trees: bool,
     /// Paths created/deleted/renamed since the last checkpoint (see [`Op::replaced_paths`]).
     replaced: std::collections::BTreeSet<String>,
     pub divergences: Vec<Divergence>,
@@ -337,6 +340,7 @@ impl Session {
             recent,
             last_trees: None,
             replaced: Default::default(),
+            compare_trees: true,
             divergences: Vec::new(),
             ops: 0,
             _tmp: tmp,
@@ -377,6 +381,34 @@ impl Session {
     /// Runs `op` on both sides, comparing outcomes (see [`Session::run`]).
     pub fn op(&mut self, op: Op) {
         let _ = self.run(op);
+    }
+
+    /// After intended differences whose kernel-side undo cannot erase every trace (parent
+    /// mtimes, copy-ups), whole-tree, upper and remount comparisons with the kernel stop
+    /// for this session; the case then checks the candidate against itself.
+    pub fn stop_tree_comparison(&mut self) {
+        self.compare_trees = false;
+    }
+
+    /// Whether the "candidate" is kernel overlayfs itself (`REBASEFS_BIN=kernel`).
+    pub fn is_self_check(&self) -> bool {
+        self.setup.bin == Path::new(KERNEL_SELF_CHECK)
+    }
+
+    /// A snapshot of the candidate's merged tree.
+    pub fn candidate_tree(&self) -> Option<Tree> {
+        self.croot.as_ref().map(|c| snapshot(c.as_fd()))
+    }
+
+    /// Records a divergence found by a case itself.
+    pub fn record(&mut self, at: &str, details: Vec<String>) {
+        self.push(at, details);
+    }
+
+    /// Time at or after which timestamps were set by the filesystems (see
+    /// [`StatInfo::diff`](super::outcome::StatInfo::diff)).
+    pub fn recent(&self) -> i64 {
+        self.recent
     }
 
     /// An intended difference (listed in the README): `op` runs on both sides; the candidate
@@ -453,6 +485,9 @@ impl Session {
     /// Compares both whole trees, the candidate's inode consistency, and inode stability
     /// since the previous checkpoint (kernel as oracle).
     pub fn checkpoint(&mut self, label: &str) {
+        if !self.compare_trees {
+            return;
+        }
         let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
             return;
         };
@@ -545,7 +580,7 @@ impl Session {
         }
         self.push("unmount", problems);
         timing("unmounted");
-        if after_unmount_checks {
+        if after_unmount_checks && self.compare_trees {
             if let (Some(ku), Some(cu)) = (self.kdirs.upper.clone(), self.cdirs.upper.clone()) {
                 let (kn, kerr) = normalised_upper(&ku, &self.lower);
                 let (cn, cerr) = normalised_upper(&cu, &self.lower);
