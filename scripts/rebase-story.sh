@@ -51,6 +51,7 @@ pod() {
 
 # podman restart keeps the rootfs mounted; the precreate hook moves it onto the new stack.
 restart() { show pod restart --time 0 "$1"; }
+rebasefs() { "$bin" "$@"; }
 
 cleanup() {
   "$bin" umount "$store/inspect" >/dev/null 2>&1 || true
