@@ -57,6 +57,12 @@ cleanup() {
   "$bin" umount "$store/inspect" >/dev/null 2>&1 || true
   pod rm --all --force --time 0 >/dev/null 2>&1 || true
   pod image umount --all --force >/dev/null 2>&1 || true
+  # conmon's exit commands (podman container cleanup) may still run and set the store up
+  # again: wait for every process using the store, then unmount what is left.
+  for _ in $(seq 50); do
+    pgrep -f -- "$store/" >/dev/null || break
+    sleep 0.2
+  done
   { grep -F " $store/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r |
     while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
   rm -rf "$store" || true
