@@ -89,6 +89,18 @@ const IGNORED_OVERLAY_OPTIONS: &[&str] = &[
     "userxattr",
     "index",
     "nfs_export",
+    // libfuse high-level options that would change what files look like.
+    "use_ino",
+    "readdir_ino",
+    "direct_io",
+    "hard_remove",
+    "umask",
+    "uid",
+    "gid",
+    "entry_timeout",
+    "negative_timeout",
+    "attr_timeout",
+    "ac_attr_timeout",
 ];
 
 /// Generic mount and libfuse options that need nothing from us: accepted silently.
@@ -144,21 +156,9 @@ const ACCEPTED_GENERIC_OPTIONS: &[&str] = &[
     "max_threads",
     "auto_unmount",
     "nonempty",
-    "use_ino",
-    "readdir_ino",
-    "direct_io",
-    "hard_remove",
-    "umask",
-    "uid",
-    "gid",
-    "entry_timeout",
-    "negative_timeout",
-    "attr_timeout",
-    "ac_attr_timeout",
     "intr",
     "intr_signal",
     "modules",
-    "fsname_source",
 ];
 
 /// Parses every `-o` string in order; later options override earlier ones.
@@ -588,8 +588,8 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_options_warn() {
-        let options = ok("lowerdir=/l,frobnicate=3,redirect_dir=off,writeback=1,bogus");
-        assert_eq!(options.warnings.len(), 4, "{:?}", options.warnings);
+        let options = ok("lowerdir=/l,frobnicate=3,redirect_dir=off,writeback=1,bogus,uid=5");
+        assert_eq!(options.warnings.len(), 5, "{:?}", options.warnings);
         assert!(options.warnings.iter().any(|w| w.contains("frobnicate")));
         assert!(options.warnings.iter().all(|w| !w.contains('\n')));
     }

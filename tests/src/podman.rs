@@ -355,18 +355,8 @@ impl Podman {
                 self.dir(),
             );
         }
-        let mut mounts = self.store_mounts().unwrap_or_default();
-        // Deepest first.
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
-        for mount in &mounts {
-            let _ = nix::mount::umount2(&mount.mount_point, nix::mount::MntFlags::MNT_DETACH);
-        }
-        for process in self.store_processes() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(process.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        host::unmount_all_under(self.dir());
+        host::kill_all(&self.store_processes());
     }
 }
 

@@ -102,17 +102,8 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let mut mounts = self.mounts();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
-        for mount in mounts {
-            let _ = nix::mount::umount2(&mount.mount_point, nix::mount::MntFlags::MNT_DETACH);
-        }
-        for daemon in self.daemons() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(daemon.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        host::unmount_all_under(self.dir.path());
+        host::kill_all(&self.daemons());
     }
 }
 

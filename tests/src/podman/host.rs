@@ -114,6 +114,25 @@ pub fn processes_mentioning(needle: &str) -> Vec<ProcessInfo> {
         .collect()
 }
 
+/// Lazily unmounts every mount at or below `dir`, deepest first (cleanup after failures).
+pub fn unmount_all_under(dir: &Path) {
+    let mut mounts = mounts_under(dir).unwrap_or_default();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
+    for mount in mounts {
+        let _ = nix::mount::umount2(&mount.mount_point, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Sends SIGKILL to `processes` (cleanup after failures).
+pub fn kill_all(processes: &[ProcessInfo]) {
+    for process in processes {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(process.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct CommandOutput {

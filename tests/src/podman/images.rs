@@ -120,18 +120,24 @@ pub fn base_rootfs_tar(work: &Path) -> Result<PathBuf> {
     }
     write_files(&rootfs, BASE_FILES)?;
     let tar = work.join("base-rootfs.tar");
+    tar_directory(&rootfs, &tar)?;
+    Ok(tar)
+}
+
+/// Writes a tar of `dir`'s contents, owned by root, to `tar`.
+fn tar_directory(dir: &Path, tar: &Path) -> Result<()> {
     let status = std::process::Command::new("tar")
         .arg("-C")
-        .arg(&rootfs)
+        .arg(dir)
         .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
-        .arg(&tar)
+        .arg(tar)
         .arg(".")
         .status()
         .context("running tar")?;
     if !status.success() {
-        bail!("tar of the base rootfs failed");
+        bail!("tar of {} failed", dir.display());
     }
-    Ok(tar)
+    Ok(())
 }
 
 /// Writes a tar of `files` (names taken literally, `.wh.` files included) to `tar`.
@@ -139,17 +145,7 @@ pub fn layer_tar(work: &Path, name: &str, files: &[(&str, &str)]) -> Result<Path
     let staging = work.join(format!("layer-{name}"));
     write_files(&staging, files)?;
     let tar = work.join(format!("layer-{name}.tar"));
-    let status = std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&staging)
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-cf"])
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .context("running tar")?;
-    if !status.success() {
-        bail!("tar of layer {name} failed");
-    }
+    tar_directory(&staging, &tar)?;
     Ok(tar)
 }
 
