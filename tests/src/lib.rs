@@ -1,4 +1,4 @@
 //! Shared support for the rebasefs test suites.
-pub mod podman;
 pub mod diff;
+pub mod podman;
 pub mod rebase_story;
