@@ -58,6 +58,9 @@ pub struct Args {
     /// Phases to run (comma list of fs,lookup,podman,rebase).
     #[arg(long, default_value = "fs,lookup,podman,rebase")]
     pub phases: String,
+    /// Re-render results.md, chart.svg and the README table from an existing results.json.
+    #[arg(long)]
+    pub render_only: bool,
     /// Contenders to run (comma list of keys); default all.
     #[arg(long)]
     pub only: Option<String>,
@@ -98,6 +101,12 @@ fn real_main() -> Result<()> {
         if let Ok(abs) = p.canonicalize() {
             *p = abs;
         }
+    }
+    if args.render_only {
+        let json = std::fs::read_to_string(args.results.join("results.json"))
+            .context("reading results.json")?;
+        let results: Results = serde_json::from_str(&json).context("parsing results.json")?;
+        return write_results(&args, &results);
     }
     let contenders = contenders(&args);
     let mut results = Results {
@@ -279,6 +288,15 @@ fn machine_info(args: &Args) -> std::collections::BTreeMap<String, String> {
                 .args(["-no", "FSTYPE,SOURCE,OPTIONS", "-T"])
                 .arg(&args.data),
         ),
+    );
+    m.insert(
+        "load average at start (shared machine)".into(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     );
     m.insert(
         "podman".into(),

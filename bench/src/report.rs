@@ -356,7 +356,11 @@ fn verdict(v: Option<bool>) -> String {
 
 /// Horizontal bar chart of each time measure as a ratio to kernel overlayfs (log scale).
 pub fn svg(r: &Results) -> String {
-    let contenders = [(FO1, "#d95f02"), (FO2, "#7570b3"), (REBASEFS, "#1b9e77")];
+    let contenders = [
+        (FO1, "#d95f02", "fuse-overlayfs 1.10"),
+        (FO2, "#7570b3", "fuse-overlayfs 2.0"),
+        (REBASEFS, "#1b9e77", "rebasefs"),
+    ];
     let rows: Vec<(&str, Vec<Option<f64>>)> = MEASURES
         .iter()
         .filter(|m| m.unit == Unit::Seconds && !m.key.starts_with("cpu"))
@@ -364,7 +368,7 @@ pub fn svg(r: &Results) -> String {
             let k = r.median(m.key, KERNEL).filter(|k| *k > 0.0)?;
             let vals: Vec<Option<f64>> = contenders
                 .iter()
-                .map(|(c, _)| r.median(m.key, c).map(|v| v / k))
+                .map(|(c, _, _)| r.median(m.key, c).map(|v| v / k))
                 .collect();
             vals.iter().any(Option::is_some).then_some((m.label, vals))
         })
@@ -375,7 +379,11 @@ pub fn svg(r: &Results) -> String {
     let height = top + row_h * rows.len() as f64 + 40.0;
     let width = label_w + plot_w + 60.0;
     // log2 axis from 1/4x to 64x
-    let (lo, hi) = (-2.0f64, 6.0f64);
+    let max_ratio = rows
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten().copied())
+        .fold(1.0f64, f64::max);
+    let (lo, hi) = (-2.0f64, max_ratio.log2().ceil().clamp(2.0, 13.0));
     let x = |ratio: f64| label_w + (ratio.log2().clamp(lo, hi) - lo) / (hi - lo) * plot_w;
     let mut s = String::new();
     let _ = writeln!(
@@ -387,7 +395,7 @@ pub fn svg(r: &Results) -> String {
         s,
         r#"<text x="10" y="18" font-size="14">Time relative to kernel overlayfs (log scale, lower is better; 1× = kernel)</text>"#
     );
-    for (i, (c, color)) in contenders.iter().enumerate() {
+    for (i, (_, color, c)) in contenders.iter().enumerate() {
         let lx = label_w + i as f64 * 150.0;
         let _ = writeln!(
             s,
@@ -424,7 +432,7 @@ pub fn svg(r: &Results) -> String {
                 .replace('<', "&lt;")
         );
         for (j, v) in vals.iter().enumerate() {
-            if let (Some(v), Some((_, color))) = (v, contenders.get(j)) {
+            if let (Some(v), Some((_, color, _))) = (v, contenders.get(j)) {
                 let x0 = x(1.0);
                 let x1 = x(*v);
                 let (a, w) = if x1 >= x0 {
