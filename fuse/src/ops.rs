@@ -533,7 +533,11 @@ impl Overlay {
         let dst_redirect = match (&dst, &dst_node, exchange) {
             (Some(d), Some(dn), true) if d.is_dir() && d.has_lower(&stack) => {
                 if parent.id == newparent.id {
-                    Some(newname.as_bytes().to_vec())
+                    let existing = match d.upper(&stack) {
+                        Some(up) => whiteout::dir_marks(up.fd()).map_err(errno)?.redirect,
+                        None => None,
+                    };
+                    Some(existing.unwrap_or_else(|| newname.as_bytes().to_vec()))
                 } else {
                     Some(self.lower_path(&stack, dn, 0)?)
                 }
