@@ -79,7 +79,20 @@ fn random_ops() {
         eprintln!("  {d}");
     }
     if let Some(failing) = ops.get(at) {
-        let tops: Vec<&str> = failing.paths().into_iter().map(top_dir).collect();
+        // The failing op's directories, or for a tree divergence the paths it names.
+        let first = report.divergences.first();
+        let tops: Vec<&str> = match first {
+            Some(d) if !d.at.starts_with("op ") => d
+                .details
+                .iter()
+                .filter_map(|l| l.trim_start_matches("upper ").strip_prefix('/'))
+                .map(|p| top_dir(p.split(':').next().unwrap_or(p)))
+                .collect(),
+            _ => failing.paths().into_iter().map(top_dir).collect(),
+        };
+        let mut tops = tops;
+        tops.sort();
+        tops.dedup();
         let related: Vec<(usize, &Op)> = ops[..at]
             .iter()
             .enumerate()

@@ -420,7 +420,42 @@ pub fn minimise(setup: &Setup, ops: &[Op], target: &Target, budget: Duration) ->
         x
     };
     let fails = |v: &[Op]| fails(setup, &with_last(v), target);
-    // First try dropping every read-only op at once: they rarely matter.
+    // A tree divergence appeared somewhere before the checkpoint that saw it: bisect for
+    // the shortest failing prefix first (a handful of trials instead of thousands).
+    if last.is_none() && cur.len() > 16 {
+        let (mut lo, mut hi) = (0usize, cur.len());
+        while lo + 1 < hi && start.elapsed() < budget {
+            let mid = lo + (hi - lo) / 2;
+            if fails(&cur[..mid]) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        if hi < cur.len() && fails(&cur[..hi]) {
+            cur.truncate(hi);
+        }
+    }
+    // Then keep only ops in the same top-level directory as the divergent path (plus
+    // renames and links, which move things between directories).
+    if let Target::Detail { line, .. } = target {
+        let path = line.trim_start_matches("upper ").trim_start_matches('/');
+        let top = path.split(['/', ':']).next().unwrap_or("").to_string();
+        if !top.is_empty() {
+            let related: Vec<Op> = cur
+                .iter()
+                .filter(|o| {
+                    matches!(o, Op::Rename { .. } | Op::Link { .. })
+                        || o.paths().iter().any(|p| p.split('/').next() == Some(top.as_str()))
+                })
+                .cloned()
+                .collect();
+            if related.len() < cur.len() && start.elapsed() < budget && fails(&related) {
+                cur = related;
+            }
+        }
+    }
+    // Then try dropping every read-only op at once: they rarely matter.
     let mutating: Vec<Op> = cur.iter().filter(|o| o.mutates()).cloned().collect();
     if mutating.len() < cur.len() && fails(&mutating) {
         cur = mutating;
