@@ -154,6 +154,19 @@ pub struct Cost {
     pub seconds: f64,
     pub process_write_bytes: f64,
     pub store_growth_bytes: f64,
+    /// Per step: "name time / bytes written by its processes".
+    pub breakdown: Vec<String>,
+}
+
+/// Runs one named step, appending its time and process writes to `breakdown`.
+fn step(breakdown: &mut Vec<String>, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let io = sys::children_write_bytes();
+    let start = Instant::now();
+    f()?;
+    let secs = start.elapsed().as_secs_f64();
+    let mib = sys::children_write_bytes().saturating_sub(io) as f64 / (1024.0 * 1024.0);
+    breakdown.push(format!("{name} {secs:.2} s / {mib:.1} MiB"));
+    Ok(())
 }
 
 /// Runs `steps` and measures wall time, bytes written by reaped children and store growth.
@@ -171,6 +184,7 @@ pub fn measure_steps(store: &Store, steps: &mut dyn FnMut() -> Result<()>) -> Re
         seconds,
         process_write_bytes: io_after.saturating_sub(io_before) as f64,
         store_growth_bytes: du_after.saturating_sub(du_before) as f64,
+        breakdown: Vec::new(),
     })
 }
 
@@ -213,24 +227,34 @@ pub fn check_base(store: &Store, want: &str) -> Result<()> {
 /// Rebuild-and-recreate: podman build --no-cache of the app on base v2, then recreate the container.
 pub fn rebuild_and_recreate(store: &Store, data: &Path) -> Result<Cost> {
     let ctx = data.join("ctx").to_string_lossy().into_owned();
-    let cost = measure_steps(store, &mut || {
-        store.run(&[
-            "build",
-            "-q",
-            "--no-cache",
-            "--build-arg",
-            "BASE=bench-base:v2",
-            "-t",
-            "bench-app:1",
-            &ctx,
-        ])?;
-        store.run(&["rm", "-f", "-t", "0", "app-ctr"])?;
-        let mut args = vec!["run", "-d", "--name", "app-ctr"];
-        args.extend_from_slice(RUN_FLAGS);
-        args.extend_from_slice(&["bench-app:1", "sleep", "infinity"]);
-        store.run(&args)?;
-        Ok(())
+    let mut breakdown = Vec::new();
+    let mut cost = measure_steps(store, &mut || {
+        step(&mut breakdown, "build", || {
+            store.run(&[
+                "build",
+                "-q",
+                "--no-cache",
+                "--build-arg",
+                "BASE=bench-base:v2",
+                "-t",
+                "bench-app:1",
+                &ctx,
+            ])?;
+            Ok(())
+        })?;
+        step(&mut breakdown, "rm", || {
+            store.run(&["rm", "-f", "-t", "0", "app-ctr"])?;
+            Ok(())
+        })?;
+        step(&mut breakdown, "run", || {
+            let mut args = vec!["run", "-d", "--name", "app-ctr"];
+            args.extend_from_slice(RUN_FLAGS);
+            args.extend_from_slice(&["bench-app:1", "sleep", "infinity"]);
+            store.run(&args)?;
+            Ok(())
+        })
     })?;
+    cost.breakdown = breakdown;
     check_base(store, "v2")?;
     Ok(cost)
 }
@@ -239,30 +263,43 @@ pub fn rebuild_and_recreate(store: &Store, data: &Path) -> Result<Cost> {
 /// (or stop + start when the mount program serves no refresh socket for the hook). Returns the
 /// cost and how the container was restarted.
 pub fn rebase_and_restart(store: &Store, rebasefs: &Path) -> Result<(Cost, String)> {
-    let mut how = String::new();
-    let cost = measure_steps(store, &mut || {
-        sys::run_via_files(
-            store.command(rebasefs).args([
-                "rebase",
-                "localhost/bench-app:1",
-                "--onto",
-                "localhost/bench-base:v2",
-            ]),
-            &store.dir,
-        )
-        .context("rebasefs rebase")?;
-        if has_refresh_socket(&store.dir.join("root/rebasefs/sockets")) {
-            how = "podman restart (precreate hook)".into();
-            store.run(&["restart", "-t", "0", "app-ctr"])?;
+    let restart_in_place = has_refresh_socket(&store.dir.join("root/rebasefs/sockets"));
+    let mut breakdown = Vec::new();
+    let mut cost = measure_steps(store, &mut || {
+        step(&mut breakdown, "rebasefs rebase", || {
+            sys::run_via_files(
+                store.command(rebasefs).args([
+                    "rebase",
+                    "localhost/bench-app:1",
+                    "--onto",
+                    "localhost/bench-base:v2",
+                ]),
+                &store.dir,
+            )
+            .context("rebasefs rebase")?;
+            Ok(())
+        })?;
+        if restart_in_place {
+            step(&mut breakdown, "podman restart", || {
+                store.run(&["restart", "-t", "0", "app-ctr"])?;
+                Ok(())
+            })
         } else {
-            how = "podman stop + start (no refresh socket served)".into();
-            store.run(&["stop", "-t", "0", "app-ctr"])?;
-            store.run(&["start", "app-ctr"])?;
+            step(&mut breakdown, "podman stop + start", || {
+                store.run(&["stop", "-t", "0", "app-ctr"])?;
+                store.run(&["start", "app-ctr"])?;
+                Ok(())
+            })
         }
-        Ok(())
     })?;
+    cost.breakdown = breakdown;
     check_base(store, "v2")?;
-    Ok((cost, how))
+    let how = if restart_in_place {
+        "podman restart (precreate hook)"
+    } else {
+        "podman stop + start (no refresh socket served)"
+    };
+    Ok((cost, how.to_string()))
 }
 
 fn has_refresh_socket(dir: &Path) -> bool {
