@@ -223,6 +223,11 @@ impl CandidateMount {
     /// Runs `BIN -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT` and waits for it to exit
     /// 0 with the mount live, as containers-storage does.
     pub fn mount(bin: &Path, dirs: &Dirs) -> Result<Self> {
+        Self::mount_with(bin, dirs, None)
+    }
+
+    /// [`CandidateMount::mount`] with the program's RLIMIT_NOFILE set to `nofile`.
+    pub fn mount_with(bin: &Path, dirs: &Dirs, nofile: Option<u64>) -> Result<Self> {
         if bin == Path::new(KERNEL_SELF_CHECK) {
             // Harness self-check: the "candidate" is kernel overlayfs itself, so every
             // reported divergence is a harness false positive.
@@ -244,8 +249,8 @@ impl CandidateMount {
         }
         // stderr goes to a file: a daemon that keeps it open must not block us.
         let log = dirs.mountpoint.with_extension("stderr");
-        let mut child = Command::new(bin)
-            .arg("-o")
+        let mut cmd = Command::new(bin);
+        cmd.arg("-o")
             .arg(&opts)
             .arg(&dirs.mountpoint)
             .stdin(std::process::Stdio::null())
@@ -253,7 +258,11 @@ impl CandidateMount {
             .stderr(
                 std::fs::File::create(&log)
                     .with_context(|| format!("creating {}", log.display()))?,
-            )
+            );
+        if let Some(n) = nofile {
+            sys::limit_nofile_in_child(&mut cmd, n);
+        }
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(30);

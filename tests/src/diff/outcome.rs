@@ -229,6 +229,9 @@ pub fn errno_name(e: Errno) -> String {
         libc::ENOTCONN => "ENOTCONN",
         libc::E2BIG => "E2BIG",
         libc::EFBIG => "EFBIG",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ECONNABORTED => "ECONNABORTED",
         _ => return format!("errno {e}"),
     };
     name.to_string()

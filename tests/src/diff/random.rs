@@ -446,7 +446,9 @@ pub fn minimise(setup: &Setup, ops: &[Op], target: &Target, budget: Duration) ->
                 .iter()
                 .filter(|o| {
                     matches!(o, Op::Rename { .. } | Op::Link { .. })
-                        || o.paths().iter().any(|p| p.split('/').next() == Some(top.as_str()))
+                        || o.paths()
+                            .iter()
+                            .any(|p| p.split('/').next() == Some(top.as_str()))
                 })
                 .cloned()
                 .collect();

@@ -91,6 +91,9 @@ pub struct Setup {
     pub read_only: bool,
     /// Mount program to test.
     pub bin: PathBuf,
+    /// RLIMIT_NOFILE (soft = hard) for the mount program, to prove it does not need a
+    /// descriptor per node.
+    pub candidate_nofile: Option<u64>,
 }
 
 impl Setup {
@@ -114,6 +117,7 @@ impl Setup {
             candidate_encodings,
             read_only: false,
             bin,
+            candidate_nofile: None,
         }
     }
 }
@@ -322,7 +326,7 @@ impl Session {
         let recent = now_s() - 1;
         timing("layers materialised");
         let kernel = KernelMount::mount(&kdirs)?;
-        let cand = CandidateMount::mount(&setup.bin, &cdirs)?;
+        let cand = CandidateMount::mount_with(&setup.bin, &cdirs, setup.candidate_nofile)?;
         timing("mounted");
         let kroot = open_root(&kdirs.mountpoint)?;
         let croot = open_root(&cdirs.mountpoint)?;
@@ -593,7 +597,11 @@ impl Session {
             // Remount: what a restarted container would see.
             match (
                 KernelMount::mount(&self.kdirs),
-                CandidateMount::mount(&self.setup.bin, &self.cdirs),
+                CandidateMount::mount_with(
+                    &self.setup.bin,
+                    &self.cdirs,
+                    self.setup.candidate_nofile,
+                ),
             ) {
                 (Ok(mut k), Ok(mut c)) => {
                     let d = match (

@@ -433,3 +433,23 @@ pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     // SAFETY: plain syscall.
     check(unsafe { libc::kill(pid, sig) }).map(|_| ())
 }
+
+/// Makes `cmd`'s process start with RLIMIT_NOFILE soft = hard = `limit` (so a daemon that
+/// holds one descriptor per node runs out on a tree of moderate size).
+pub fn limit_nofile_in_child(cmd: &mut std::process::Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls setrlimit, which is
+    // async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
