@@ -72,6 +72,10 @@ pub struct Overlay {
     /// Names answered "absent" with a cacheable negative entry, to invalidate on a
     /// stack swap (bounded; past the bound negative entries are not cached).
     pub negative: Mutex<std::collections::HashSet<(u64, OsString)>>,
+    /// Layer fds held by cached node resolutions (approximate), and the budget past
+    /// which cached resolutions are dropped (they are recomputed from the parent).
+    cached_fds: std::sync::atomic::AtomicUsize,
+    fd_budget: usize,
 }
 
 const NEGATIVE_CAP: usize = 200_000;
@@ -94,6 +98,12 @@ impl Overlay {
             notifier: OnceLock::new(),
             tmp_counter: AtomicU64::new(0),
             negative: Mutex::new(std::collections::HashSet::new()),
+            cached_fds: std::sync::atomic::AtomicUsize::new(0),
+            fd_budget: {
+                // Half the descriptors for cached layer fds; open files need the rest.
+                let limit = sys::raise_nofile();
+                usize::try_from(limit / 2).unwrap_or(usize::MAX).max(64)
+            },
             stack: RwLock::new(Arc::new(stack)),
         };
         let stack = ov.stack();
@@ -150,7 +160,32 @@ impl Overlay {
         };
         let res = Arc::new(res);
         node.state.lock().res = Some(res.clone());
+        self.account_fds(res.entries.len());
         Ok(res)
+    }
+
+    /// Counts fds newly held by a cached resolution; past the budget, drops every
+    /// droppable cached resolution so their fds close.
+    pub fn account_fds(&self, n: usize) {
+        let before = self.cached_fds.fetch_add(n, Ordering::Relaxed);
+        if before + n <= self.fd_budget {
+            return;
+        }
+        self.cached_fds.store(0, Ordering::Relaxed);
+        let mut dropped = 0usize;
+        for node in self.nodes.all() {
+            if node.id == ROOT_ID {
+                continue;
+            }
+            let mut s = node.state.lock();
+            if !s.unlinked && s.res.take().is_some() {
+                dropped += 1;
+            }
+        }
+        tracing::debug!(
+            "fd budget {} reached: dropped {dropped} cached resolutions",
+            self.fd_budget
+        );
     }
 
     /// Drops a node's cached resolution (after the layers under it changed).
@@ -226,8 +261,11 @@ impl Overlay {
         let res = Arc::new(res);
         let node = self
             .nodes
-            .lookup(identity, parent.id, &name.to_os_string(), res, true);
-        let res = node.state.lock().res.clone().ok_or(Errno::EIO)?;
+            .lookup(identity, parent.id, &name.to_os_string(), res.clone(), true);
+        // The node may keep another resolution (a copied-up hard link); a concurrent
+        // fd-budget sweep may have dropped it: then this lookup's own applies.
+        let res = node.state.lock().res.clone().unwrap_or(res);
+        self.account_fds(res.entries.len());
         // The entry was just stat'ed by the lookup itself.
         let attr = match res.top() {
             Some(top) => self.attr_from_stat(&node, &res, &top.st),

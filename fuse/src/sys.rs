@@ -478,6 +478,27 @@ pub fn set_times_fd(fd: BorrowedFd<'_>, atime: TimeSpec, mtime: TimeSpec) -> io:
     Ok(())
 }
 
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit.
+pub fn raise_nofile() -> u64 {
+    // SAFETY: plain struct out-parameter.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 1024;
+    }
+    if rl.rlim_cur < rl.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: rl.rlim_max,
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: valid pointer to an rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    rl.rlim_cur
+}
+
 pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
     // SAFETY: valid fd.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) })?;
