@@ -193,6 +193,21 @@ impl Overlay {
         node.state.lock().res = None;
     }
 
+    /// Tells the kernel its cached attributes of these nodes are stale: for a request
+    /// that fails after the upper layer already changed them (the kernel FUSE client
+    /// only drops a parent's attributes when the request succeeds).
+    pub fn attrs_changed(&self, ids: &[u64]) {
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        for &id in ids {
+            // Offset -1: attributes only, the page cache stays.
+            if let Err(e) = notifier.inval_inode(fuser::INodeNo(id), -1, 0) {
+                tracing::debug!("inval_inode {id} (attributes): {e}");
+            }
+        }
+    }
+
     /// Forces a fresh resolution of `node` from its parent.
     pub fn refresh(&self, node: &Node) -> Res<Arc<Resolved>> {
         self.invalidate(node);

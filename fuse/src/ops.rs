@@ -482,10 +482,14 @@ impl Overlay {
                 match (src.is_dir(), d.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
+                    // Like the kernel, only a target merged with lower layers is checked
+                    // here; a pure-upper one is left to the upper rename, which (with
+                    // RENAME_WHITEOUT on ext4) touches the source parent before failing.
                     (true, true)
-                        if !crate::readdir::merged_entries(&stack, d)
-                            .map_err(errno)?
-                            .is_empty() =>
+                        if d.has_lower(&stack)
+                            && !crate::readdir::merged_entries(&stack, d)
+                                .map_err(errno)?
+                                .is_empty() =>
                     {
                         return Err(Errno::ENOTEMPTY);
                     }
@@ -601,7 +605,7 @@ impl Overlay {
             UpperName::Exists => {
                 if let Some(d) = &dst {
                     if let Some(dup) = d.upper(&stack) {
-                        if d.is_dir() {
+                        if d.is_dir() && d.has_lower(&stack) {
                             clear_upper_dir(dup.fd())?;
                         }
                     }
@@ -616,13 +620,18 @@ impl Overlay {
             _ => {}
         }
         let wflag = if need_wh { sys::RENAME_WHITEOUT } else { 0 };
-        match sys::rename_at(pupper.fd(), name, nupper.fd(), newname, wflag) {
-            Ok(()) => {}
+        let renamed = match sys::rename_at(pupper.fd(), name, nupper.fd(), newname, wflag) {
             Err(e) if need_wh && e.raw_os_error() == Some(libc::EINVAL) => {
-                sys::rename_at(pupper.fd(), name, nupper.fd(), newname, 0).map_err(errno)?;
-                whiteout::create_whiteout(pupper.fd(), name).map_err(errno)?;
+                sys::rename_at(pupper.fd(), name, nupper.fd(), newname, 0)
+                    .and_then(|()| whiteout::create_whiteout(pupper.fd(), name))
             }
-            Err(e) => return Err(errno(e)),
+            r => r,
+        };
+        if let Err(e) = renamed {
+            // The upper rename may have touched the parents before failing (ext4 with
+            // RENAME_WHITEOUT updates the source parent's times, as under the kernel).
+            self.attrs_changed(&[parent.id, newparent.id]);
+            return Err(errno(e));
         }
         if let Some(dn) = dst_node {
             if dn.id != src_node.id {
