@@ -518,6 +518,10 @@ impl Overlay {
                     d = (*self.copy_up(n)?).clone();
                 }
                 self.count_link_change(&stack, &d, true, false);
+            } else if !d.is_dir() && d.upper(&stack).is_some() {
+                // An upper name of a (copied-up) lower hard link goes, as in unlink.
+                let shown_below = lookup::lower_has(&stack, &npres, newname).map_err(errno)?;
+                self.count_link_change(&stack, d, shown_below, false);
             }
         }
         // Redirect for a directory that has lower layers, computed at its old place.
