@@ -43,6 +43,18 @@ impl NodeState {
         }
     }
 
+    /// Makes `parent/name` the name this node resolves through (and copies up as):
+    /// an operation on one name of a hard link must act on that name, not on the
+    /// one the kernel looked up last.
+    pub fn resolve_through(&mut self, parent: u64, name: &OsStr) {
+        if self.parent != parent || self.name != name {
+            self.parent = parent;
+            self.name = name.to_os_string();
+            self.res = None;
+        }
+        self.add_name(parent, name);
+    }
+
     /// Forgets one name; when another is known, the node moves there. Returns whether
     /// the node is still reachable by name.
     pub fn drop_name(&mut self, parent: u64, name: &OsStr) -> bool {

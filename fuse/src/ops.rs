@@ -283,13 +283,7 @@ impl Overlay {
             // Like kernel overlay with index=on: a lower hard link is copied up (into
             // the link index) before one of its names goes, so the count persists.
             if let Some(n) = self.known_node(&stack, &res) {
-                {
-                    let mut s = n.state.lock();
-                    s.parent = parent.id;
-                    s.name = name.to_os_string();
-                    s.add_name(parent.id, name);
-                    s.res = None;
-                }
+                n.state.lock().resolve_through(parent.id, name);
                 res = (*self.copy_up(&n)?).clone();
             }
         }
@@ -508,13 +502,7 @@ impl Overlay {
                 // link index, as kernel overlay with index=on does).
                 let mut d = d.clone();
                 if let (Some(n), true) = (&dst_node, stack.link_index.is_some()) {
-                    {
-                        let mut s = n.state.lock();
-                        s.parent = newparent.id;
-                        s.name = newname.to_os_string();
-                        s.add_name(newparent.id, newname);
-                        s.res = None;
-                    }
+                    n.state.lock().resolve_through(newparent.id, newname);
                     d = (*self.copy_up(n)?).clone();
                 }
                 self.count_link_change(&stack, &d, true, false);
@@ -554,6 +542,7 @@ impl Overlay {
         };
         let pres = self.copy_up(parent)?;
         let npres = self.copy_up(newparent)?;
+        src_node.state.lock().resolve_through(parent.id, name);
         let sres = self.copy_up(&src_node)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let nupper = npres.upper(&stack).ok_or(Errno::EIO)?;
@@ -563,6 +552,7 @@ impl Overlay {
         }
         if exchange {
             let dn = dst_node.clone().ok_or(Errno::ENOENT)?;
+            dn.state.lock().resolve_through(newparent.id, newname);
             let dres = self.copy_up(&dn)?;
             let dup = dres.upper(&stack).ok_or(Errno::EIO)?;
             if let Some(r) = &dst_redirect {
