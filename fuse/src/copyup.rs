@@ -87,10 +87,12 @@ impl Overlay {
             self.nodes.add_origin((st.st_dev, st.st_ino), node.identity);
         }
         let res = self.refresh(node)?;
-        if !top.is_dir() {
-            if let Some(up) = res.upper(&stack) {
-                self.swap_open_handles(node, up.fd());
-            }
+        if top.is_dir() {
+            // A directory from one lower layer now merges with its upper copy: its link
+            // count becomes 1, which the kernel's cached attributes do not know.
+            self.attrs_changed(&[node.id]);
+        } else if let Some(up) = res.upper(&stack) {
+            self.swap_open_handles(node, up.fd());
         }
         Ok(res)
     }
