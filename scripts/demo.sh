@@ -14,45 +14,11 @@ cargo build --release --quiet
 bin=${REBASEFS_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/rebasefs}
 bin=$(readlink -f "$bin")
 
-store=$(mktemp -d /var/tmp/rebasefs-demo.XXXXXX)
-mkdir -p "$store"/{root,runroot,tmp,ctx}
-cat >"$store/storage.conf" <<CONF
-[storage]
-driver = "overlay"
-graphroot = "$store/root"
-runroot = "$store/runroot"
-CONF
-# runc + ulimits: host quirks, see README "Podman quirks".
-export CONTAINERS_CONF="$repo/tests/containers.conf"
-export CONTAINERS_STORAGE_CONF="$store/storage.conf"
-
-pod() {
-  podman --root "$store/root" --runroot "$store/runroot" --tmpdir "$store/tmp" \
-    --storage-driver overlay --storage-opt "overlay.mount_program=$bin" "$@"
-}
-
-cleanup() {
-  pod rm --all --force --time 0 >/dev/null 2>&1 || true
-  pod image umount --all --force >/dev/null 2>&1 || true
-  # Anything podman could not unmount (deepest first), then the store itself.
-  grep -F " $store/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
-    while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done || true
-  rm -rf "$store"
-}
-trap cleanup EXIT
-
-step() { printf '\n== %s\n' "$*"; }
-show() {
-  local line='$' arg
-  for arg in "$@"; do
-    case $arg in
-      *[[:space:]\;\&\>\|\"]*) line+=" '$arg'" ;;
-      *) line+=" $arg" ;;
-    esac
-  done
-  echo "$line"
-  "$@"
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+new_store rebasefs-demo
+mkdir -p "$store/ctx"
+trap remove_store EXIT
 
 step "1. base image from busybox-static (podman import, no registry needed)"
 rootfs="$store/rootfs"
@@ -121,27 +87,13 @@ show pod exec demo cat /root/note.txt
 
 step "7. clean up: remove the container, nothing stays mounted"
 pod rm --force --time 0 demo >/dev/null
-count_leftovers() {
-  left_mounts=$(grep -cF " $store/" /proc/self/mountinfo || true)
-  left_daemons=0
-  for pid in $(pgrep -f -- "$store/" || true); do
-    if [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$bin" ]; then
-      left_daemons=$((left_daemons + 1))
-    fi
-  done
-}
-# The daemon exits once the kernel tears the mount down: give it a moment.
-for _ in $(seq 50); do
-  count_leftovers
-  [ "$left_mounts" = 0 ] && [ "$left_daemons" = 0 ] && break
-  sleep 0.2
-done
+store_leftovers
 echo "mounts of the demo store left: $left_mounts; rebasefs daemons left: $left_daemons"
 if [ "$left_mounts" != 0 ] || [ "$left_daemons" != 0 ]; then
   echo "demo: something was left behind" >&2
   exit 1
 fi
-cleanup
+remove_store
 trap - EXIT
 
 if [ -e scripts/rebase-story.sh ]; then

@@ -19,18 +19,10 @@ if [ ! -x "$bin" ]; then
 fi
 bin=$(readlink -f "$bin")
 
-store=$(mktemp -d /var/tmp/rebasefs-story.XXXXXX)
-mkdir -p "$store"/{root,runroot,tmp,ctx,ctx2,inspect}
-cat >"$store/storage.conf" <<CONF
-[storage]
-driver = "overlay"
-graphroot = "$store/root"
-runroot = "$store/runroot"
-CONF
-# runc + ulimits: host quirks, see README "Podman quirks".
-export CONTAINERS_CONF="$repo/tests/containers.conf"
-# Podman and rebasefs both find the store through this file.
-export CONTAINERS_STORAGE_CONF="$store/storage.conf"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+new_store rebasefs-story
+mkdir -p "$store"/{ctx,ctx2,inspect}
 
 # `rebasefs hook` as a Podman precreate hook: at every (re)start, before the container
 # process exists, it moves the container's rootfs onto the stack the repository now assigns
@@ -43,11 +35,7 @@ cat >"$store/hooks.d/rebasefs.json" <<JSON
  "stages": ["precreate"]}
 JSON
 
-pod() {
-  podman --root "$store/root" --runroot "$store/runroot" --tmpdir "$store/tmp" \
-    --storage-driver overlay --storage-opt "overlay.mount_program=$bin" \
-    --hooks-dir "$store/hooks.d" "$@"
-}
+pod_extra=(--hooks-dir "$store/hooks.d")
 
 # podman restart keeps the rootfs mounted; the precreate hook moves it onto the new stack.
 restart() { show pod restart --time 0 "$1"; }
@@ -55,22 +43,10 @@ rebasefs() { "$bin" "$@"; }
 
 cleanup() {
   "$bin" umount "$store/inspect" >/dev/null 2>&1 || true
-  pod rm --all --force --time 0 >/dev/null 2>&1 || true
-  pod image umount --all --force >/dev/null 2>&1 || true
-  # conmon's exit commands (podman container cleanup) may still run and set the store up
-  # again: wait for every process using the store, then unmount what is left.
-  for _ in $(seq 50); do
-    pgrep -f -- "$store/" >/dev/null || break
-    sleep 0.2
-  done
-  { grep -F " $store/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r |
-    while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
-  rm -rf "$store" || true
+  remove_store
 }
 trap cleanup EXIT
 
-step() { printf '\n== %s\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
 fail() { echo "rebase-story: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
