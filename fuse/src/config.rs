@@ -56,7 +56,8 @@ pub struct OverlayConfig {
     pub fsync: bool,
     /// SELinux `context=` label, passed to the kernel mount when SELinux is enabled.
     pub context: Option<String>,
-    /// Kernel dentry/attr cache lifetime.
+    /// Kernel dentry/attr cache lifetime. Long: every change goes through this mount
+    /// (the kernel updates or drops what it cached), and a stack swap invalidates explicitly.
     pub entry_timeout: Duration,
     pub attr_timeout: Duration,
     /// Use FUSE passthrough for regular-file I/O when the kernel offers it.
@@ -87,8 +88,8 @@ impl OverlayConfig {
             xattr_permissions: XattrPermissions::default(),
             fsync: true,
             context: None,
-            entry_timeout: Duration::from_secs(1),
-            attr_timeout: Duration::from_secs(1),
+            entry_timeout: Duration::from_secs(86400),
+            attr_timeout: Duration::from_secs(86400),
             passthrough: true,
             threads: 0,
             allow_other: true,

@@ -656,7 +656,13 @@ impl Filesystem for Fs {
             }))
         })();
         match r {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // Merged listings stay in the kernel's readdir cache: every change to a
+            // directory goes through this mount (the kernel then drops the cache), and a
+            // stack swap invalidates every inode the kernel knows.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(e),
         }
     }
