@@ -262,6 +262,11 @@ pub fn normalised_upper(
             names_per_ino.entry(e.raw_ino).or_default().push(p.clone());
         }
     }
+    // Upper directory merging with each lower directory (inverse of `merges`).
+    let lower_to_upper: BTreeMap<String, String> = merges
+        .iter()
+        .filter_map(|(up, low)| low.as_ref().map(|l| (l.clone(), up.clone())))
+        .collect();
     let mut synthetic: Vec<(String, UEntry)> = Vec::new();
     for names in names_per_ino.values() {
         let Some(first) = names.first().and_then(|n| out.get(n)) else {
@@ -282,11 +287,17 @@ pub fn normalised_upper(
             else {
                 continue;
             };
-            for q in lower.link_group_members(&g) {
-                if out.contains_key(&q)
-                    || synthetic.iter().any(|(s, _)| *s == q)
-                    || !reachable_unchanged(&q, &out)
-                {
+            for lower_q in lower.link_group_members(&g) {
+                // Where the member shows in the merged tree: under the upper directory that
+                // merges with its lower parent (it may have been renamed: redirect), else
+                // at its own path if nothing above it changed.
+                let lower_parent = parent_of(&lower_q);
+                let q = match lower_to_upper.get(lower_parent) {
+                    Some(up) => join(up, name_of(&lower_q)),
+                    None if reachable_unchanged(&lower_q, &out) => lower_q.clone(),
+                    None => continue,
+                };
+                if out.contains_key(&q) || synthetic.iter().any(|(s, _)| *s == q) {
                     continue;
                 }
                 synthetic.push((q, first.clone()));
