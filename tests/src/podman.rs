@@ -328,6 +328,18 @@ impl Podman {
         self.finished = true;
         self.run(&["rm", "--all", "--force", "--time", "0"])?;
         self.run(&["image", "umount", "--all", "--force"])?;
+        // Processes first: conmon's exit command (`podman container cleanup`) may still be
+        // running, and it sets the store's overlay home bind mount up again while it works.
+        host::wait_until_empty(EXIT_GRACE, || self.store_processes());
+        // containers-storage makes its overlay home a private bind mount of itself and
+        // does not always take it down when a cleanup process exits; that mount is
+        // Podman's own, not the mount program's, so drop it like `podman system reset` would.
+        let home = self.root().join("overlay");
+        for m in self.store_mounts().unwrap_or_default() {
+            if m.mount_point == home && !m.fs_type.starts_with("fuse") {
+                let _ = nix::mount::umount2(&home, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
         let mounts = host::wait_until_empty(EXIT_GRACE, || self.store_mounts().unwrap_or_default());
         let processes = host::wait_until_empty(EXIT_GRACE, || self.store_processes());
         if !mounts.is_empty() || !processes.is_empty() {
