@@ -280,8 +280,16 @@ impl Fs {
         }
     }
 
+    /// The upper copy to change an xattr on. Like the kernel's xattr ops, an inode
+    /// already copied up (a lower name of a copied-up hard link, reaching the copy
+    /// through the link index) is changed in place: this name is not linked up.
     fn upper_of(&self, ino: u64) -> Res<(Arc<Node>, Arc<lookup::Resolved>)> {
         let node = self.ov.node(ino)?;
+        let stack = self.ov.stack();
+        let res = self.ov.resolve(&node)?;
+        if res.upper(&stack).is_some() {
+            return Ok((node, res));
+        }
         let res = self.ov.copy_up(&node)?;
         Ok((node, res))
     }
