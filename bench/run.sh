@@ -27,7 +27,7 @@ cleanup() {
     for dir in "$WORK" "$RUNROOTS"; do
         [[ -d "$dir" ]] || continue
         # Deepest mounts first; FUSE ones through fusermount3, then lazily.
-        grep -F " $dir/" /proc/self/mountinfo | awk '{print $5}' | awk '{print length, $0}' | sort -rn |
+        { grep -F " $dir/" /proc/self/mountinfo || true; } | awk '{print $5}' | awk '{print length, $0}' | sort -rn |
             cut -d' ' -f2- | while read -r m; do
             fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
         done
