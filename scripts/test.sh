@@ -18,5 +18,12 @@ started=$(date +%s)
 cargo build --release
 # --no-fail-fast: a failing suite must not hide the results of the others.
 # The tests find the binary at target/release/rebasefs (or $CARGO_TARGET_DIR, REBASEFS_BIN).
-cargo test --release --workspace --no-fail-fast
-echo "test.sh: all tests passed in $(( $(date +%s) - started ))s"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "test.sh: finished in $(( $(date +%s) - started ))s"
+# One closing line over every test target (cargo's own last line is the doc-tests').
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
