@@ -175,13 +175,7 @@ fn hidden_by_parent(scan: &LayerScan, rel: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
+    use crate::test_support::write;
 
     #[test]
     fn finds_base_changes_and_app_touches() {

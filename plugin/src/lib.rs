@@ -22,6 +22,9 @@ pub mod storage;
 mod sys;
 pub mod tree;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::{Error, Result};
 /// Re-exported so the binary can name `serde::Serialize` without its own dependency.
 pub use serde;
