@@ -17,7 +17,14 @@ DATA=${1:?usage: build-data.sh DATA_DIR}
 mkdir -p "$DATA/layers" "$DATA/lookup" "$DATA/tar"
 DATA=$(cd "$DATA" && pwd)
 L=$DATA/layers
-MIRROR=${BENCH_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror apt already uses (deb822 .sources or one-line .list), unless overridden.
+apt_mirror() {
+    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+      grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
+    } | grep -v -- '-security' | head -n 1
+}
+MIRROR=${BENCH_MIRROR:-$(apt_mirror)}
+[[ -n "$MIRROR" ]] || { echo "build-data.sh: no Debian mirror in apt's sources; set BENCH_MIRROR" >&2; exit 1; }
 DATA_VERSION=2 # bump when the layout or content recipe changes
 
 stamp() { [[ -f "$DATA/.stamp-$1" ]] && [[ "$(cat "$DATA/.stamp-$1")" == "$DATA_VERSION" ]]; }

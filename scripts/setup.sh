@@ -49,7 +49,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     echo "setup.sh: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
   else
-    echo "setup.sh: installing the Rust toolchain with rustup"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    echo "setup.sh: no cargo found: install a Rust toolchain (1.85 or newer) first" >&2
+    exit 1
   fi
 fi
