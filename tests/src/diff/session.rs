@@ -351,20 +351,27 @@ impl Session {
         })
     }
 
-    /// Runs `op` on both sides; records a divergence if the outcomes differ. Returns the
-    /// kernel's outcome (for cases that check the oracle did what the case intends).
-    pub fn run(&mut self, op: Op) -> Outcome {
+    /// Executes `op` on the kernel side, then on the candidate under the hang watchdog.
+    /// `Err(EBADF)` when a side is not mounted.
+    fn execute_both(&mut self, op: &Op) -> Result<(Outcome, Outcome), sys::Errno> {
         ensure_private_fs();
         self.ops += 1;
         let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
             return Err(libc::EBADF);
         };
-        let ko = execute(&op, k.as_fd());
+        let ko = execute(op, k.as_fd());
         self.replaced
             .extend(op.replaced_paths().into_iter().map(str::to_string));
-        self.watchdog.begin(&op);
-        let co = execute(&op, c.as_fd());
+        self.watchdog.begin(op);
+        let co = execute(op, c.as_fd());
         self.watchdog.end();
+        Ok((ko, co))
+    }
+
+    /// Runs `op` on both sides; records a divergence if the outcomes differ. Returns the
+    /// kernel's outcome (for cases that check the oracle did what the case intends).
+    pub fn run(&mut self, op: Op) -> Outcome {
+        let (ko, co) = self.execute_both(&op)?;
         let d = outcome_diff(&ko, &co, self.recent);
         if !d.is_empty() {
             self.divergences.push(Divergence {
@@ -437,24 +444,14 @@ impl Session {
             }
             return ko;
         }
-        ensure_private_fs();
-        self.ops += 1;
-        let (Some(k), Some(c)) = (&self.kroot, &self.croot) else {
-            return Err(libc::EBADF);
-        };
-        let ko = execute(&op, k.as_fd());
-        self.replaced
-            .extend(op.replaced_paths().into_iter().map(str::to_string));
-        self.watchdog.begin(&op);
-        let co = execute(&op, c.as_fd());
-        self.watchdog.end();
+        let (ko, co) = self.execute_both(&op)?;
         let as_expected = match (&co, candidate_expect) {
             (Ok(_), Ok(())) => true,
             (Err(e), Err(want)) => *e == want,
             _ => false,
         };
         if ko.is_ok() {
-            if let Some(undo) = &kernel_undo {
+            if let (Some(undo), Some(k)) = (&kernel_undo, &self.kroot) {
                 let _ = execute(undo, k.as_fd());
             }
         }
