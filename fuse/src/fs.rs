@@ -67,6 +67,21 @@ impl Fs {
         self.ov.config.entry_timeout
     }
 
+    /// Replies to an entry-creating request with the configured TTLs.
+    fn reply_entry(&self, reply: ReplyEntry, r: Res<FileAttr>) {
+        match r {
+            Ok(attr) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn reply_empty(reply: ReplyEmpty, r: Res<()>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn caller(req: &Request, umask: u32) -> Caller {
         Caller {
             uid: req.uid(),
@@ -415,10 +430,7 @@ impl Filesystem for Fs {
             self.ov
                 .create_entry(&p, name, mode, kind, Self::caller(req, umask))
         });
-        match r {
-            Ok((_, a, _)) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &a, gen0()),
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(reply, r.map(|(_, a, _)| a))
     }
 
     fn mkdir(
@@ -434,32 +446,25 @@ impl Filesystem for Fs {
             self.ov
                 .create_entry(&p, name, mode, NewKind::Dir, Self::caller(req, umask))
         });
-        match r {
-            Ok((_, a, _)) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &a, gen0()),
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(reply, r.map(|(_, a, _)| a))
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .ov
-            .node(parent.0)
-            .and_then(|p| self.ov.remove(&p, name, false))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(
+            reply,
+            self.ov
+                .node(parent.0)
+                .and_then(|p| self.ov.remove(&p, name, false)),
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .ov
-            .node(parent.0)
-            .and_then(|p| self.ov.remove(&p, name, true))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(
+            reply,
+            self.ov
+                .node(parent.0)
+                .and_then(|p| self.ov.remove(&p, name, true)),
+        )
     }
 
     fn symlink(
@@ -481,10 +486,7 @@ impl Filesystem for Fs {
                 Self::caller(req, 0),
             )
         });
-        match r {
-            Ok((_, a, _)) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &a, gen0()),
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(reply, r.map(|(_, a, _)| a))
     }
 
     fn rename(
@@ -505,10 +507,7 @@ impl Filesystem for Fs {
             let np = self.ov.node(newparent.0)?;
             self.ov.rename(&p, name, &np, newname, flags.bits())
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(reply, r)
     }
 
     fn link(
@@ -524,10 +523,7 @@ impl Filesystem for Fs {
             let np = self.ov.node(newparent.0)?;
             self.ov.link(&n, &np, newname)
         })();
-        match r {
-            Ok((_, a)) => reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &a, gen0()),
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(reply, r.map(|(_, a)| a))
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -645,10 +641,10 @@ impl Filesystem for Fs {
         if !self.ov.config.fsync {
             return reply.ok();
         }
-        match self.file_fd(fh, |fd| sys::fsync(fd.as_fd(), datasync).map_err(errno)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(
+            reply,
+            self.file_fd(fh, |fd| sys::fsync(fd.as_fd(), datasync).map_err(errno)),
+        )
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -769,10 +765,7 @@ impl Filesystem for Fs {
             }
             Ok(())
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(reply, r)
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -817,10 +810,7 @@ impl Filesystem for Fs {
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
             sys::set_xattr(up.fd(), &stored, value, flags).map_err(errno)
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(reply, r)
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -862,10 +852,7 @@ impl Filesystem for Fs {
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
             sys::remove_xattr(up.fd(), name).map_err(errno)
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(reply, r)
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -925,12 +912,12 @@ impl Filesystem for Fs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.file_fd(fh, |fd| {
-            sys::fallocate(fd.as_fd(), mode, offset, length).map_err(errno)
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        Self::reply_empty(
+            reply,
+            self.file_fd(fh, |fd| {
+                sys::fallocate(fd.as_fd(), mode, offset, length).map_err(errno)
+            }),
+        )
     }
 
     fn lseek(
