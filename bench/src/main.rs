@@ -141,15 +141,9 @@ fn real_main() -> Result<()> {
         phases::rebase_figure(&args, &mut results);
     }
     results.finished = now_utc();
-    results.machine.insert(
-        "load average at end".into(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    results
+        .machine
+        .insert("load average at end".into(), load_average());
     write_results(&args, &results)
 }
 
@@ -291,12 +285,7 @@ fn machine_info(args: &Args) -> std::collections::BTreeMap<String, String> {
     );
     m.insert(
         "load average at start (shared machine)".into(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        load_average(),
     );
     m.insert(
         "podman".into(),
@@ -365,4 +354,14 @@ fn update_readme(readme: &Path, md: &str) -> Result<()> {
     );
     std::fs::write(readme, new)?;
     Ok(())
+}
+
+/// The 1/5/15-minute load averages (the machine is shared; results record them).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

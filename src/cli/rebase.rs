@@ -154,29 +154,15 @@ fn describe(how: &How) -> String {
     match how {
         How::Merged { outcome } => {
             let mut parts = vec!["merged".to_string()];
-            if !outcome.from_base.is_empty() {
-                parts.push(format!(
-                    "added from the new base: {}",
-                    outcome.from_base.join(", ")
-                ));
-            }
-            if !outcome.updated_by_base.is_empty() {
-                parts.push(format!(
-                    "updated by the new base: {}",
-                    outcome.updated_by_base.join(", ")
-                ));
-            }
-            if !outcome.dropped_by_base.is_empty() {
-                parts.push(format!(
-                    "dropped by the new base: {}",
-                    outcome.dropped_by_base.join(", ")
-                ));
-            }
-            if !outcome.kept_app.is_empty() {
-                parts.push(format!(
-                    "both changed, app kept: {}",
-                    outcome.kept_app.join(", ")
-                ));
+            for (label, names) in [
+                ("added from the new base", &outcome.from_base),
+                ("updated by the new base", &outcome.updated_by_base),
+                ("dropped by the new base", &outcome.dropped_by_base),
+                ("both changed, app kept", &outcome.kept_app),
+            ] {
+                if !names.is_empty() {
+                    parts.push(format!("{label}: {}", names.join(", ")));
+                }
             }
             parts.join("; ")
         }
