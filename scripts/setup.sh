@@ -4,13 +4,14 @@
 set -euo pipefail
 
 # fuse3: /dev/fuse userland and fusermount3 (containers-storage unmounts with it).
-# podman, runc, conmon, netavark: the real container stack the e2e suite drives.
+# podman, runc, conmon, netavark: the real container stack the e2e suite drives;
+# iptables: netavark runs it for every container that gets a network (podman build RUN).
 # busybox-static: the sample images' only binary. fuse-overlayfs: the incumbent the
 # benches and suites compare against. attr: getfattr/setfattr. kmod: modprobe fuse/overlay.
 # sqlite3: inspecting the rebase repository. build-essential, pkg-config: C parts of
 # crates (bundled SQLite). tar, coreutils (sha256sum): building images without a registry.
 PACKAGES=(
-  fuse3 podman runc conmon netavark busybox-static fuse-overlayfs attr kmod sqlite3
+  fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl
 )
 
