@@ -10,9 +10,10 @@ set -euo pipefail
 # benches and suites compare against. attr: getfattr/setfattr. kmod: modprobe fuse/overlay.
 # sqlite3: inspecting the rebase repository. build-essential, pkg-config: C parts of
 # crates (bundled SQLite). tar, coreutils (sha256sum): building images without a registry.
+# python3: the hostile-socket test serves a forged control socket as `nobody` with it.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
-  build-essential pkg-config tar coreutils ca-certificates curl
+  build-essential pkg-config tar coreutils ca-certificates curl python3
 )
 
 if [ "$(id -u)" -ne 0 ]; then

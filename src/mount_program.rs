@@ -79,6 +79,7 @@ struct Prepared {
     stack: StackSpec,
     options: MountOptions,
     mountpoint: PathBuf,
+    invocation: stack_rewrite::Invocation,
 }
 
 /// Parses the options and resolves every path, relative to the current directory.
@@ -109,6 +110,10 @@ fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
         },
         options,
         mountpoint,
+        invocation: stack_rewrite::Invocation {
+            options: option_strings.to_vec(),
+            cwd,
+        },
     })
 }
 
@@ -171,12 +176,19 @@ fn mount_and_serve(prepared: Prepared, status: Option<daemon::StatusPipe>) -> i3
         let mount = Mount::new(config, &prepared.mountpoint)
             .with_context(|| format!("mounting {}", prepared.mountpoint.display()))?;
         // Lets `podman restart` move a running container's mount onto a rebased stack.
-        stack_rewrite::watch(original, served, &prepared.mountpoint, mount.stack_handle());
+        let control = stack_rewrite::watch(
+            original,
+            served,
+            &prepared.mountpoint,
+            mount.stack_handle(),
+            &prepared.invocation,
+        );
         live.set();
-        Ok(mount)
+        Ok((mount, control))
     });
-    let mount = match mounted {
-        Ok(mount) => mount,
+    // `_control` lives until the daemon is done serving, then takes its files away.
+    let (mount, _control) = match mounted {
+        Ok(mounted) => mounted,
         Err(error) => {
             let code = fail(&error);
             if let Some(status) = status {

@@ -102,7 +102,7 @@ pub fn identify(store: &Store, image: &Image, explicit: Option<&str>) -> Result<
         }
     }
     if let Some(digest) = annotations.get(ANNOTATION_BASE_DIGEST) {
-        for base in store.images.iter().filter(|i| !i.names.is_empty()) {
+        for base in store.images.iter().filter(|i| !i.is_untagged()) {
             if base.has_manifest_digest(digest) && is_strict_prefix(store, base, image)? {
                 return info(base, Found::AnnotationDigest);
             }
@@ -115,7 +115,7 @@ pub fn identify(store: &Store, image: &Image, explicit: Option<&str>) -> Result<
             continue;
         }
         let len = store.image_chain(candidate)?.len();
-        if candidate.names.is_empty() {
+        if candidate.is_untagged() {
             if untagged.is_none_or(|(best, _)| len < best) {
                 untagged = Some((len, candidate));
             }
@@ -137,7 +137,7 @@ pub fn update_for<'a>(store: &'a Store, base: &BaseInfo) -> Option<&'a Image> {
     let name = base.built_from.as_deref().or_else(|| {
         store
             .image_by_id(&base.image_id)
-            .and_then(|b| b.names.first().map(String::as_str))
+            .and_then(|b| b.own_names().next().map(String::as_str))
     })?;
     find(&store.images, name).filter(|now| now.id != base.image_id)
 }

@@ -5,13 +5,18 @@
 //! image's base and base updates; [`plan`] validates a rebase; [`conflict`] finds paths both
 //! the base update and the app layers touched; [`resolve`] applies policies and materializes
 //! resolutions; [`repo`] is the SQLite repository; [`rebase`] ties them together for the CLI;
-//! [`serve`] is the mount program's fast lookup of the active rebased stack.
+//! [`serve`] is the mount program's fast lookup of the active rebased stack; [`holds`] keeps
+//! new bases from being removed under rebased containers; [`mount_record`] (with
+//! [`trusted`] and [`mountinfo`]) is what a serving daemon leaves for `rebasefs hook`.
 
 pub mod base;
 pub mod chain;
 pub mod conflict;
 pub mod error;
+pub mod holds;
 pub mod maintenance;
+pub mod mount_record;
+pub mod mountinfo;
 pub mod plan;
 pub mod rebase;
 pub mod repo;
@@ -21,6 +26,7 @@ pub mod status;
 pub mod storage;
 mod sys;
 pub mod tree;
+pub mod trusted;
 
 #[cfg(test)]
 mod test_support;

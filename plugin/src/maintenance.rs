@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::chain;
 use crate::error::{io_err, Error, Result};
-use crate::repo::Repo;
+use crate::holds;
+use crate::repo::{Repo, WriterLock};
 use crate::storage::Store;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -81,11 +82,7 @@ pub fn check(store: &Store) -> Result<CheckReport> {
     }
     let stacks = repo.all_stacks()?;
     report.stacks = stacks.len();
-    let assigned: HashSet<i64> = repo
-        .conn
-        .prepare("SELECT stack_id FROM image_assignments")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| repo.err(e))?;
+    let assigned = repo.assigned_stack_ids()?;
     for s in &stacks {
         let active = assigned.contains(&s.id);
         let diff_ids: Vec<String> = s
@@ -133,6 +130,15 @@ pub fn check(store: &Store) -> Result<CheckReport> {
             ));
         }
     }
+    let needed = holds::needed(store, &repo)?;
+    for image in store.images.iter().filter(|i| i.is_held()) {
+        if !needed.contains(&image.id) {
+            report.warnings.push(format!(
+                "image {} is held for rebased containers, but none runs on it any more",
+                image.display_name()
+            ));
+        }
+    }
     for dir in list_dir(&repo.store.resolutions_dir())? {
         let rel = format!("resolutions/{dir}");
         if !known_dirs.contains(&rel) {
@@ -167,12 +173,19 @@ pub struct GcReport {
     pub resolutions_removed: usize,
     pub directories_removed: usize,
     pub container_records_removed: usize,
+    /// Base images no longer held ([`crate::holds`]): nothing runs on them any more.
+    pub holds_released: usize,
 }
 
 /// Removes records and directories no image, container or rollback step can use.
 pub fn gc(store: &Store) -> Result<GcReport> {
     let mut report = GcReport::default();
-    let Some(mut repo) = Repo::open_existing(&store.config.graphroot)? else {
+    let graphroot = &store.config.graphroot;
+    if !crate::repo::db_path(graphroot).exists() {
+        return Ok(report);
+    }
+    let _writer = WriterLock::acquire(graphroot, || {})?;
+    let Some(mut repo) = Repo::open_existing(graphroot)? else {
         return Ok(report);
     };
     let path = repo.path.clone();
@@ -297,6 +310,9 @@ pub fn gc(store: &Store) -> Result<GcReport> {
         rows
     };
     tx.commit().map_err(sql)?;
+    report.holds_released = holds::sync(graphroot, &holds::needed(store, &repo)?)?
+        .released
+        .len();
     // Directories go after the commit: a crash in between leaves orphans, never dangling rows.
     for name in list_dir(&repo.store.resolutions_dir())? {
         let rel = format!("resolutions/{name}");

@@ -93,6 +93,25 @@ pub fn make(
     }
     let chain = store.image_chain(image)?;
     let new_chain = store.image_chain(new_base)?;
+    let bad_onto = |reason: &str| Error::BadOnto {
+        image: image.display_name(),
+        base: new_base.display_name(),
+        reason: reason.into(),
+    };
+    if new_base.id == image.id {
+        return Err(bad_onto("that is the image itself"));
+    }
+    let holds = |chain: &[&crate::storage::Layer], id: Option<&String>| {
+        id.is_some_and(|id| chain.iter().any(|l| &l.id == id))
+    };
+    if holds(&chain, new_chain.last().map(|l| &l.id)) {
+        return Err(bad_onto(
+            "it is part of the image (the image is built on it); pass a newer base",
+        ));
+    }
+    if holds(&new_chain, chain.last().map(|l| &l.id)) {
+        return Err(bad_onto("it is built on the image itself"));
+    }
     if new_chain.is_empty() {
         return Err(Error::NotAPrefix {
             image: image.display_name(),

@@ -13,8 +13,11 @@ use serde::Serialize;
 use crate::chain;
 use crate::conflict::{self, Change, Conflict};
 use crate::error::{Error, Result};
+use crate::holds;
 use crate::plan::{self, Plan};
-use crate::repo::{self, write, NewStack, RebasedLayer, Repo, ResolutionRow, SharedStore};
+use crate::repo::{
+    self, write, NewStack, RebasedLayer, Repo, ResolutionRow, SharedStore, WriterLock,
+};
 use crate::resolve::{self, How, Policy, Stacks};
 use crate::serve;
 use crate::storage::Store;
@@ -112,6 +115,18 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
         opts.base.as_deref(),
     )?;
     let graphroot = &store.config.graphroot;
+    // One writer at a time, from before the repository is read: a concurrent rebase of the
+    // same image then finds this one's results and reuses them instead of computing twice.
+    let _writer = if opts.dry_run {
+        None
+    } else {
+        Some(WriterLock::acquire(graphroot, || {
+            progress.phase(
+                "waiting for another rebasefs rebase, rollback or gc to finish",
+                0,
+            )
+        })?)
+    };
     // Read through an existing repository; create one only when there is something to write.
     let mut repo = Repo::open_existing(graphroot)?;
     let policy = match (&repo, opts.policy_given) {
@@ -300,6 +315,11 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
         progress.done();
     }
 
+    // Hold the new base before containers can be set onto it (`podman rmi` of it then
+    // only untags); a hold nothing ends up needing is dropped by `gc`.
+    if opts.assign {
+        holds::hold(graphroot, &plan.new_base_id)?;
+    }
     let path = repo.path.clone();
     let sql = |e| repo_err(&path, e);
     let tx = repo
@@ -390,13 +410,27 @@ fn repo_err(path: &std::path::Path, e: rusqlite::Error) -> Error {
     }
 }
 
-/// Rolls `image` back one rebase step; returns the stack it now runs on (None = original).
-pub fn rollback(
-    store: &Store,
-    image_ref: &str,
-) -> Result<(crate::storage::Image, Option<repo::StackRow>)> {
+/// The outcome of a rollback.
+#[derive(Debug, Clone)]
+pub struct RollbackReport {
+    pub image: crate::storage::Image,
+    /// The stack the image is set to now (`None` = its original stack).
+    pub stack: Option<repo::StackRow>,
+    /// Why that stack cannot be served (its containers then run on their original stack).
+    pub not_servable: Option<String>,
+    /// Holds released because nothing needs them any more.
+    pub holds: holds::HoldChanges,
+}
+
+/// Rolls `image` back one rebase step.
+pub fn rollback(store: &Store, image_ref: &str) -> Result<RollbackReport> {
     let image = store.image(image_ref)?.clone();
-    let mut repo = Repo::open_existing(&store.config.graphroot)?
+    let graphroot = &store.config.graphroot;
+    if !repo::db_path(graphroot).exists() {
+        return Err(Error::NothingToRollBack(image.display_name()));
+    }
+    let _writer = WriterLock::acquire(graphroot, || {})?;
+    let mut repo = Repo::open_existing(graphroot)?
         .ok_or_else(|| Error::NothingToRollBack(image.display_name()))?;
     let path = repo.path.clone();
     let tx = repo
@@ -412,5 +446,15 @@ pub fn rollback(
         Some(id) => repo.stack(id)?,
         None => None,
     };
-    Ok((image, stack))
+    let not_servable = match &stack {
+        Some(s) => serve::servable_dirs(&repo, graphroot, s)?.err(),
+        None => None,
+    };
+    let holds = holds::sync(graphroot, &holds::needed(store, &repo)?)?;
+    Ok(RollbackReport {
+        image,
+        stack,
+        not_servable,
+        holds,
+    })
 }

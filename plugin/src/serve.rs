@@ -51,21 +51,50 @@ pub fn stack_dirs(
         .collect()
 }
 
-/// The lower dirs (top first) a recorded stack is served with.
-pub fn dirs_of_stack(repo: &Repo, graphroot: &Path, stack: &StackRow) -> Result<Vec<PathBuf>> {
+/// The lower dirs (top first) a recorded stack is served with, or why it cannot be served
+/// (a record or directory it needs is missing).
+pub fn servable_dirs(
+    repo: &Repo,
+    graphroot: &Path,
+    stack: &StackRow,
+) -> Result<std::result::Result<Vec<PathBuf>, String>> {
     let resolution = match &stack.resolution_id {
-        Some(id) => repo
-            .resolution(id)?
-            .and_then(|r| r.dir)
-            .map(|d| repo.store.absolute(&d)),
+        Some(id) => match repo.resolution(id)? {
+            Some(row) => row.dir.map(|d| repo.store.absolute(&d)),
+            None => {
+                return Ok(Err(format!(
+                    "its resolution {id} is missing from the repository"
+                )))
+            }
+        },
         None => None,
     };
-    Ok(stack_dirs(
+    if let Some(dir) = resolution.as_ref().filter(|d| !d.is_dir()) {
+        return Ok(Err(format!(
+            "its resolution directory {} is missing",
+            dir.display()
+        )));
+    }
+    let gone = |ids: &[String]| {
+        ids.iter()
+            .find(|id| !diff_dir(graphroot, id).is_dir())
+            .cloned()
+    };
+    if let Some(id) = gone(&stack.new_base_layers) {
+        return Ok(Err(format!(
+            "layer {id} of its new base {} is gone from the store",
+            stack.new_base_name
+        )));
+    }
+    if let Some(id) = gone(&stack.app_layers) {
+        return Ok(Err(format!("app layer {id} is gone from the store")));
+    }
+    Ok(Ok(stack_dirs(
         graphroot,
         resolution.as_deref(),
         &stack.app_layers,
         &stack.new_base_layers,
-    ))
+    )))
 }
 
 /// What the repository says about a requested stack.
@@ -110,19 +139,17 @@ fn decide(spec: &StackSpec) -> Result<Option<(Repo, Decision)>> {
         });
     }
     let serve = match chosen {
-        Some(stack) => {
-            let lowers = dirs_of_stack(&repo, &graphroot, &stack)?;
-            if let Some(missing) = lowers.iter().find(|d| !d.is_dir()) {
+        Some(stack) => match servable_dirs(&repo, &graphroot, &stack)? {
+            Ok(lowers) => Some((stack, lowers)),
+            Err(reason) => {
                 tracing::warn!(
                     stack = stack.id,
-                    missing = %missing.display(),
-                    "rebased stack incomplete; serving the original stack"
+                    new_base = %stack.new_base_name,
+                    "rebase not in force, serving the original stack: {reason}"
                 );
                 None
-            } else {
-                Some((stack, lowers))
             }
-        }
+        },
         None => None,
     };
     Ok(Some((
@@ -178,13 +205,27 @@ pub fn needs_remount(spec: &StackSpec) -> Result<bool> {
     Ok(served != decision.serve.map(|(s, _)| s.id))
 }
 
+/// The name a mountpoint's daemon files carry: `sha256(mountpoint)[..16]`.
+pub fn mountpoint_key(mountpoint: &Path) -> String {
+    let digest = crate::chain::sha256_hex(mountpoint.as_os_str().as_encoded_bytes());
+    digest.get(..16).unwrap_or(&digest).to_string()
+}
+
+/// `<graphroot>/rebasefs/sockets`: the daemons' control sockets (mode 0700, see
+/// [`crate::trusted`]).
+pub fn sockets_dir(graphroot: &Path) -> PathBuf {
+    crate::repo::home(graphroot).join("sockets")
+}
+
+/// The control socket's name in [`sockets_dir`] for the daemon serving `mountpoint`.
+pub fn socket_name(mountpoint: &Path) -> String {
+    format!("{}.sock", mountpoint_key(mountpoint))
+}
+
 /// The control socket of the daemon serving `mountpoint` for a store at `graphroot`:
 /// `<graphroot>/rebasefs/sockets/<sha256(mountpoint)[..16]>.sock`.
 pub fn refresh_socket(graphroot: &Path, mountpoint: &Path) -> PathBuf {
-    let digest = crate::chain::sha256_hex(mountpoint.as_os_str().as_encoded_bytes());
-    crate::repo::home(graphroot)
-        .join("sockets")
-        .join(format!("{}.sock", digest.get(..16).unwrap_or(&digest)))
+    sockets_dir(graphroot).join(socket_name(mountpoint))
 }
 
 /// The graphroot a container-storage mountpoint (`<graphroot>/overlay/<id>/merged`) belongs to.

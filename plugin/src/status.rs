@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::base;
 use crate::error::Result;
-use crate::repo::{Repo, StackRow};
+use crate::repo::{ContainerMount, Repo, StackRow};
+use crate::serve;
 use crate::storage::images::short_id;
 use crate::storage::Store;
 
@@ -24,6 +25,11 @@ pub struct ImageStatus {
     pub rebased_onto: Option<String>,
     pub stack_id: Option<i64>,
     pub policy: Option<String>,
+    /// Why the recorded rebase is not in force (its containers start on their original
+    /// stack instead), when it is not.
+    pub not_in_force: Option<String>,
+    /// rebasefs holds this image because rebased containers run on it ([`crate::holds`]).
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +42,8 @@ pub struct ContainerStatus {
     pub stack_id: Option<i64>,
     /// The base it moves onto at its next (re)start, when that differs.
     pub pending: Option<String>,
+    /// What keeps a recorded rebase from holding for it, when something does.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,15 +59,87 @@ pub struct LayerStatus {
 pub struct Status {
     pub graphroot: PathBuf,
     pub repository: Option<PathBuf>,
+    /// Why the repository cannot be read; every rebase is then out of force.
+    pub repository_problem: Option<String>,
     pub images: Vec<ImageStatus>,
     pub containers: Vec<ContainerStatus>,
     pub rebased_layers: Vec<LayerStatus>,
     pub resolutions: Vec<crate::repo::ResolutionRow>,
 }
 
+/// Everything status needs from the repository, read in one go so that a damaged
+/// repository degrades the report instead of failing it.
+#[derive(Default)]
+struct RepoView {
+    path: Option<PathBuf>,
+    assigned: HashMap<String, StackRow>,
+    stacks: HashMap<i64, StackRow>,
+    /// Why a stack cannot be served, for the stacks that cannot.
+    unservable: HashMap<i64, String>,
+    mounts: Vec<ContainerMount>,
+    rebased_layers: Vec<crate::repo::RebasedLayer>,
+    resolutions: Vec<crate::repo::ResolutionRow>,
+}
+
+fn read_repo(store: &Store) -> Result<RepoView> {
+    let graphroot = &store.config.graphroot;
+    let Some(repo) = Repo::open_existing(graphroot)? else {
+        return Ok(RepoView::default());
+    };
+    let stacks: HashMap<i64, StackRow> =
+        repo.all_stacks()?.into_iter().map(|s| (s.id, s)).collect();
+    let mut assigned = HashMap::new();
+    for image in &store.images {
+        if let Some(stack) = repo.assigned_stack(&image.id)? {
+            assigned.insert(image.id.clone(), stack);
+        }
+    }
+    let mounts = repo.container_mounts()?;
+    let mut unservable = HashMap::new();
+    let relevant = assigned
+        .values()
+        .map(|s| s.id)
+        .chain(mounts.iter().filter_map(|m| m.stack_id));
+    for id in relevant {
+        let Some(stack) = stacks.get(&id) else {
+            continue;
+        };
+        if let Err(reason) = serve::servable_dirs(&repo, graphroot, stack)? {
+            let reason = match store.image_by_id(&stack.new_base_image) {
+                Some(_) => reason,
+                None => format!(
+                    "its new base {} ({}) was removed from the store: {reason}",
+                    stack.new_base_name,
+                    short_id(&stack.new_base_image)
+                ),
+            };
+            unservable.insert(id, reason);
+        }
+    }
+    Ok(RepoView {
+        path: Some(repo.path.clone()),
+        rebased_layers: repo.all_rebased_layers()?,
+        resolutions: repo.all_resolutions()?,
+        assigned,
+        stacks,
+        unservable,
+        mounts,
+    })
+}
+
 /// Collects the status of the store and its repository.
 pub fn status(store: &Store) -> Result<Status> {
-    let repo = Repo::open_existing(&store.config.graphroot)?;
+    let (repo, repository_problem) = match read_repo(store) {
+        Ok(view) => (view, None),
+        Err(error) => {
+            let db = crate::repo::db_path(&store.config.graphroot);
+            let view = RepoView {
+                path: Some(db),
+                ..RepoView::default()
+            };
+            (view, Some(error.to_string()))
+        }
+    };
     let mut images = Vec::new();
     let mut base_names: HashMap<String, String> = HashMap::new();
     for image in &store.images {
@@ -68,10 +148,7 @@ pub fn status(store: &Store) -> Result<Status> {
             .as_ref()
             .and_then(|b| base::update_for(store, b))
             .map(|u| u.display_name());
-        let stack = match &repo {
-            Some(r) => r.assigned_stack(&image.id)?,
-            None => None,
-        };
+        let stack = repo.assigned.get(&image.id);
         let base_display = identified.as_ref().map(|b| b.display.clone());
         if let Some(b) = &base_display {
             base_names.insert(image.id.clone(), b.clone());
@@ -85,40 +162,54 @@ pub fn status(store: &Store) -> Result<Status> {
                 .map(|b| short_id(&b.image_id).to_string()),
             base_found_by: identified.as_ref().map(|b| b.found),
             update,
-            rebased_onto: stack.as_ref().map(|s| s.new_base_name.clone()),
-            stack_id: stack.as_ref().map(|s| s.id),
-            policy: stack.as_ref().map(|s| s.policy.clone()),
+            rebased_onto: stack.map(|s| s.new_base_name.clone()),
+            stack_id: stack.map(|s| s.id),
+            policy: stack.map(|s| s.policy.clone()),
+            not_in_force: stack.and_then(|s| repo.unservable.get(&s.id).cloned()),
+            held: image.is_held(),
         });
     }
-    let mounts = match &repo {
-        Some(r) => r.container_mounts()?,
-        None => Vec::new(),
-    };
-    let stacks: HashMap<i64, StackRow> = match &repo {
-        Some(r) => r.all_stacks()?.into_iter().map(|s| (s.id, s)).collect(),
-        None => HashMap::new(),
-    };
     let mut containers = Vec::new();
     for c in &store.containers {
         let image = store.image_by_id(&c.image);
         let original = base_names.get(&c.image).cloned();
-        let mount = mounts.iter().find(|m| m.container_layer == c.layer);
+        let mount = repo.mounts.iter().find(|m| m.container_layer == c.layer);
         let last_stack = mount
             .and_then(|m| m.stack_id)
-            .and_then(|id| stacks.get(&id));
-        let runs_on = match (mount, last_stack) {
-            (Some(_), Some(s)) => Some(s.new_base_name.clone()),
-            _ => original.clone(),
+            .and_then(|id| repo.stacks.get(&id));
+        let runs_on = match last_stack {
+            Some(s) => Some(s.new_base_name.clone()),
+            None => original.clone(),
         };
-        let assigned = match (&repo, image) {
-            (Some(r), Some(i)) => r.assigned_stack(&i.id)?,
-            _ => None,
-        };
-        let pending = match (&assigned, last_stack) {
-            (Some(a), Some(l)) if a.id == l.id => None,
-            (Some(a), _) => Some(a.new_base_name.clone()),
+        let assigned = repo.assigned.get(&c.image);
+        // The stack its next start serves: the assigned one if it can be served.
+        let next = assigned.filter(|a| !repo.unservable.contains_key(&a.id));
+        let pending = match (next, last_stack) {
+            (Some(n), Some(l)) if n.id == l.id => None,
+            (Some(n), _) => Some(n.new_base_name.clone()),
             (None, Some(_)) => original.clone(),
             (None, None) => None,
+        };
+        let problem = if let Some(reason) = &repository_problem {
+            Some(format!(
+                "the rebase repository is unreadable ({reason}): from its next start it runs on its original base"
+            ))
+        } else if let Some((a, reason)) =
+            assigned.and_then(|a| Some((a, repo.unservable.get(&a.id)?)))
+        {
+            Some(format!(
+                "its rebase onto {} (stack {}) is not in force: {reason}; it starts on its original base",
+                a.new_base_name, a.id
+            ))
+        } else {
+            last_stack
+                .and_then(|l| Some((l, repo.unservable.get(&l.id)?)))
+                .map(|(l, reason)| {
+                    format!(
+                        "the stack it was last mounted with (onto {}, stack {}) is damaged: {reason}",
+                        l.new_base_name, l.id
+                    )
+                })
         };
         containers.push(ContainerStatus {
             name: c.display_name(),
@@ -129,33 +220,30 @@ pub fn status(store: &Store) -> Result<Status> {
             runs_on,
             stack_id: last_stack.map(|s| s.id),
             pending,
+            problem,
         });
     }
-    let (rebased_layers, resolutions) = match &repo {
-        Some(r) => (
-            r.all_rebased_layers()?
-                .into_iter()
-                .map(|l| LayerStatus {
-                    new_base: store
-                        .image_by_id(&l.new_base)
-                        .map(|i| i.display_name())
-                        .unwrap_or_else(|| short_id(&l.new_base).to_string()),
-                    id: l.id,
-                    source: l.source_layer,
-                    conflicts: l.conflicts.len(),
-                    hits: l.hits,
-                })
-                .collect(),
-            r.all_resolutions()?,
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
+    let rebased_layers = repo
+        .rebased_layers
+        .into_iter()
+        .map(|l| LayerStatus {
+            new_base: store
+                .image_by_id(&l.new_base)
+                .map(|i| i.display_name())
+                .unwrap_or_else(|| short_id(&l.new_base).to_string()),
+            id: l.id,
+            source: l.source_layer,
+            conflicts: l.conflicts.len(),
+            hits: l.hits,
+        })
+        .collect();
     Ok(Status {
         graphroot: store.config.graphroot.clone(),
-        repository: repo.as_ref().map(|r| r.path.clone()),
+        repository: repo.path,
+        repository_problem,
         images,
         containers,
         rebased_layers,
-        resolutions,
+        resolutions: repo.resolutions,
     })
 }

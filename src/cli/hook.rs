@@ -6,8 +6,11 @@
 //! rootfs, and before the container process exists) this hook checks whether the daemon
 //! serving the rootfs serves the stack the repository now assigns. If not, it asks that
 //! daemon to swap its stack through its control socket (`stack_rewrite::watch`), or, for
-//! a daemon without one, unmounts the rootfs and runs the mount program again with the
-//! daemon's own arguments, so it picks the assigned stack up as at any mount.
+//! a daemon whose socket does not answer, unmounts the rootfs and runs this binary again as
+//! the mount program with the options in the daemon's mount record, so it picks the
+//! assigned stack up as at any mount. The hook runs as root: it believes only what root (or
+//! its own user) wrote and the kernel confirms ([`rebasefs_plugin::mount_record`]), never
+//! another process's argv or executable.
 //!
 //! A precreate hook gets the proposed config.json on stdin and prints the config to use:
 //! it is printed back unchanged. Problems go to stderr; only a failed remount (which would
@@ -15,12 +18,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rebasefs_plugin::serve::{self, StackSpec};
+use rebasefs_plugin::mount_record::{self, MountRecord};
+use rebasefs_plugin::trusted::{self, PrivateDir};
+use rebasefs_plugin::{mountinfo, serve};
 
 /// Reads the config from stdin, refreshes the rootfs's stack if needed, echoes the config.
 pub fn run() -> anyhow::Result<i32> {
@@ -49,21 +55,72 @@ fn refresh(config: &serde_json::Value) -> anyhow::Result<Option<String>> {
     let Some(root) = config["root"]["path"].as_str().map(PathBuf::from) else {
         return Ok(None);
     };
+    // The daemon records its mountpoint canonicalized.
+    let Ok(root) = mountinfo::canonical_mountpoint(&root) else {
+        return Ok(None);
+    };
     let Some(graphroot) = serve::graphroot_of_mountpoint(&root) else {
         return Ok(None); // not a containers-storage rootfs
     };
+    let mount = match mountinfo::mount_at(&root) {
+        Ok(Some(mount)) if mount.is_rebasefs() => mount,
+        Ok(_) => return Ok(None), // not mounted, or by another mount program
+        Err(error) => {
+            eprintln!("rebasefs hook: {}: not moved: {error}", root.display());
+            return Ok(None);
+        }
+    };
+    let record = match mount_record::find_trusted(&graphroot, &root, &mount) {
+        Ok(record) => record,
+        Err(error) => {
+            eprintln!("rebasefs hook: ignoring a mount record: {error}");
+            None
+        }
+    };
     let socket = serve::refresh_socket(&graphroot, &root);
-    if socket.exists() {
-        match ask_daemon(&socket) {
-            Ok(answer) => return Ok(Some(answer)),
-            Err(error) => tracing::debug!(%error, "control socket unusable; trying a remount"),
+    match ask_daemon(&graphroot, &root, record.as_ref().map(|r| r.pid)) {
+        Ok(Some(answer)) => return Ok(Some(answer)),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(%error, socket = %socket.display(), "control socket unusable; trying a remount")
         }
     }
-    remount(&root, &graphroot)
+    let Some(record) = record else {
+        eprintln!(
+            "rebasefs hook: {}: no usable control socket and no trusted mount record of the daemon serving it; not moved (it moves at its next stop and start)",
+            root.display()
+        );
+        return Ok(None);
+    };
+    remount(&root, &record)
 }
 
-fn ask_daemon(socket: &Path) -> anyhow::Result<String> {
-    let mut stream = UnixStream::connect(socket)?;
+/// Asks the daemon serving `root` to serve its assigned stack; `Ok(None)` without a socket.
+///
+/// The socket must sit in a directory only root or this user can write, and its peer must
+/// run as root or this user (and be the recorded daemon, when there is a record): a socket
+/// someone else bound could otherwise tell the hook that a move happened when it did not.
+fn ask_daemon(
+    graphroot: &Path,
+    root: &Path,
+    daemon: Option<u32>,
+) -> anyhow::Result<Option<String>> {
+    let Some(dir) = PrivateDir::open(&serve::sockets_dir(graphroot))? else {
+        return Ok(None);
+    };
+    let name = serve::socket_name(root);
+    if dir.stat(&name)?.is_none() {
+        return Ok(None);
+    }
+    let mut stream = UnixStream::connect(dir.fd_path(&name))?;
+    let peer = rustix::net::sockopt::socket_peercred(&stream)?;
+    let peer_pid = u32::try_from(peer.pid.as_raw_nonzero().get()).unwrap_or(0);
+    if !trusted::trusted_uid(peer.uid.as_raw()) || daemon.is_some_and(|pid| pid != peer_pid) {
+        bail!(
+            "the control socket is served by pid {peer_pid} (uid {}), not by the daemon of this mount",
+            peer.uid.as_raw()
+        );
+    }
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     stream.write_all(serve::refresh::REQUEST.as_bytes())?;
     let mut answer = String::new();
@@ -72,25 +129,22 @@ fn ask_daemon(socket: &Path) -> anyhow::Result<String> {
     if answer.starts_with("error") || answer.is_empty() {
         bail!("daemon answered {answer:?}");
     }
-    Ok(answer)
+    Ok(Some(answer))
 }
 
-/// Unmounts `root` and mounts it again with the serving daemon's own arguments, when the
-/// repository assigns the container another stack than the one it was mounted with.
-fn remount(root: &Path, graphroot: &Path) -> anyhow::Result<Option<String>> {
-    let Some(argv) = daemon_argv(root)? else {
-        return Ok(None); // not served by a rebasefs daemon
-    };
-    let home = graphroot.join("overlay");
-    let Some(spec) = stack_of_argv(&argv, &home) else {
-        return Ok(None);
-    };
-    if !serve::needs_remount(&spec)? {
-        return Ok(None);
+/// Unmounts `root` and mounts it again by running this very binary with the recorded
+/// daemon's options, when the repository assigns the container another stack than the
+/// one it was mounted with.
+fn remount(root: &Path, record: &MountRecord) -> anyhow::Result<Option<String>> {
+    match serve::needs_remount(&record.stack()) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(error) => {
+            // A broken repository never stops a container: it keeps its current stack.
+            eprintln!("rebasefs hook: {}: not moved: {error}", root.display());
+            return Ok(None);
+        }
     }
-    let Some(program) = argv.first() else {
-        return Ok(None);
-    };
     let unmounted = ["fusermount3", "fusermount"].iter().any(|tool| {
         Command::new(tool)
             .arg("-u")
@@ -104,12 +158,14 @@ fn remount(root: &Path, graphroot: &Path) -> anyhow::Result<Option<String>> {
             root.display()
         );
     }
-    let out = Command::new(program)
-        .args(argv.get(1..).unwrap_or_default())
-        .current_dir(&home)
+    let out = Command::new("/proc/self/exe")
+        .arg0("rebasefs")
+        .args(record.options.iter().flat_map(|o| ["-o", o.as_str()]))
+        .arg(&record.mountpoint)
+        .current_dir(&record.cwd)
         .env_remove(serve::NO_REWRITE_ENV)
         .output()
-        .with_context(|| format!("running {program}"))?;
+        .context("running rebasefs to remount")?;
     if !out.status.success() {
         bail!(
             "remounting {} failed: {}",
@@ -118,128 +174,4 @@ fn remount(root: &Path, graphroot: &Path) -> anyhow::Result<Option<String>> {
         );
     }
     Ok(Some("remounted".into()))
-}
-
-/// The argv of the rebasefs daemon whose mountpoint (last argument) is `root`.
-fn daemon_argv(root: &Path) -> anyhow::Result<Option<Vec<String>>> {
-    let root = root.to_string_lossy();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if argv.last().map(String::as_str) != Some(root.as_ref())
-            || !argv.iter().any(|a| a.starts_with("-o"))
-        {
-            continue;
-        }
-        let is_rebasefs = std::fs::read_link(entry.path().join("exe"))
-            .ok()
-            .and_then(|exe| {
-                exe.file_name()
-                    .map(|n| n.to_string_lossy().starts_with("rebasefs"))
-            })
-            .unwrap_or(false);
-        if is_rebasefs {
-            return Ok(Some(argv));
-        }
-    }
-    Ok(None)
-}
-
-/// The stack a mount-program command line asked for (lowerdir/upperdir/workdir of all
-/// `-o` options; relative paths are relative to the driver home, the mount program's cwd).
-fn stack_of_argv(argv: &[String], home: &Path) -> Option<StackSpec> {
-    let mut options = Vec::new();
-    let mut args = argv.iter().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "-o" {
-            options.extend(split_options(args.next()?));
-        } else if let Some(rest) = arg.strip_prefix("-o") {
-            options.extend(split_options(rest));
-        }
-    }
-    let path = |p: &str| {
-        let p = PathBuf::from(p);
-        if p.is_absolute() {
-            p
-        } else {
-            home.join(p)
-        }
-    };
-    let mut spec = StackSpec {
-        lowers: Vec::new(),
-        upper: None,
-        work: None,
-    };
-    for option in options {
-        if let Some(v) = option.strip_prefix("lowerdir=") {
-            spec.lowers = v.split(':').filter(|l| !l.is_empty()).map(path).collect();
-        } else if let Some(v) = option.strip_prefix("upperdir=") {
-            spec.upper = Some(path(v));
-        } else if let Some(v) = option.strip_prefix("workdir=") {
-            spec.work = Some(path(v));
-        }
-    }
-    (!spec.lowers.is_empty() && spec.upper.is_some()).then_some(spec)
-}
-
-/// Splits a `-o` string at commas outside double quotes (SELinux `context="a,b"`).
-fn split_options(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => out.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    out.push(current);
-    out.retain(|o| !o.is_empty());
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_stack_from_a_mount_program_command_line() {
-        let argv: Vec<String> = [
-            "/usr/bin/rebasefs",
-            "-o",
-            "lowerdir=l/AAA:/g/overlay/l/BBB,upperdir=/g/overlay/x/diff,workdir=/g/overlay/x/work,context=\"system_u:object_r:container_file_t:s0:c1,c2\"",
-            "/g/overlay/x/merged",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let spec = stack_of_argv(&argv, Path::new("/g/overlay")).unwrap();
-        assert_eq!(
-            spec.lowers,
-            [
-                PathBuf::from("/g/overlay/l/AAA"),
-                PathBuf::from("/g/overlay/l/BBB")
-            ]
-        );
-        assert_eq!(spec.upper, Some(PathBuf::from("/g/overlay/x/diff")));
-        assert_eq!(spec.work, Some(PathBuf::from("/g/overlay/x/work")));
-        assert_eq!(split_options("a,b=\"c,d\",e"), ["a", "b=\"c,d\"", "e"]);
-        // Read-only mounts (no upper) are never remounted.
-        let ro = ["rebasefs", "-o", "lowerdir=/a:/b", "/m"].map(String::from);
-        assert!(stack_of_argv(&ro, Path::new("/g")).is_none());
-    }
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use rebasefs_plugin::rebase::{self, Options};
 use rebasefs_plugin::repo::Repo;
 use rebasefs_plugin::resolve::Policy;
-use rebasefs_plugin::serve;
+use rebasefs_plugin::{mountinfo, serve};
 
 use super::output;
 use super::progress::Bar;
@@ -58,13 +58,23 @@ pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
             let image = store.image(&args.image)?;
             let assigned = match Repo::open_existing(&graphroot)? {
                 Some(repo) => match repo.assigned_stack(&image.id)? {
-                    Some(stack) => Some((serve::dirs_of_stack(&repo, &graphroot, &stack)?, stack)),
+                    Some(stack) => Some((serve::servable_dirs(&repo, &graphroot, &stack)?, stack)),
                     None => None,
                 },
                 None => None,
             };
+            let original = || -> anyhow::Result<Vec<PathBuf>> {
+                Ok(store
+                    .image_chain(image)?
+                    .iter()
+                    .rev()
+                    .map(|l| store.diff_dir(&l.id))
+                    .collect())
+            };
+            // What a container of the image would get: the original stack when the
+            // assigned one cannot be served.
             match assigned {
-                Some((dirs, stack)) => (
+                Some((Ok(dirs), stack)) => (
                     dirs,
                     format!(
                         "{} on {} (stack {})",
@@ -73,15 +83,18 @@ pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
                         stack.id
                     ),
                 ),
-                None => {
-                    let dirs = store
-                        .image_chain(image)?
-                        .iter()
-                        .rev()
-                        .map(|l| store.diff_dir(&l.id))
-                        .collect();
-                    (dirs, format!("{} (original stack)", image.display_name()))
-                }
+                Some((Err(reason), stack)) => (
+                    original()?,
+                    format!(
+                        "{} (original stack: its rebase onto {} is not in force: {reason})",
+                        image.display_name(),
+                        stack.new_base_name
+                    ),
+                ),
+                None => (
+                    original()?,
+                    format!("{} (original stack)", image.display_name()),
+                ),
             }
         }
     };
@@ -119,7 +132,10 @@ fn run_mount_program(lowers: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the rebasefs binary")?;
     let out = Command::new(&exe)
         .arg("-o")
-        .arg(format!("lowerdir={}", list.join(":")))
+        .arg(format!(
+            "lowerdir={},fsname={INSPECTION_SOURCE}",
+            list.join(":")
+        ))
         .arg(dir)
         .env(serve::NO_REWRITE_ENV, "1")
         .output()
@@ -134,7 +150,25 @@ fn run_mount_program(lowers: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mount source (`fsname=`) of inspection mounts: what `umount` recognises them by.
+const INSPECTION_SOURCE: &str = "rebasefs-inspect";
+
+/// Unmounts an inspection mount; refuses anything else (a container's rootfs, a tmpfs...).
 pub fn umount(dir: &Path) -> anyhow::Result<i32> {
+    let dir = &mountinfo::canonical_mountpoint(dir)?;
+    match mountinfo::mount_at(dir)? {
+        None => bail!("{} is not a mount point", dir.display()),
+        Some(m) if m.is_rebasefs() && m.source.as_deref() == Some(INSPECTION_SOURCE) => {}
+        Some(m) => bail!(
+            "refusing to unmount {}: it is a {} mount, not one made by `rebasefs mount`",
+            dir.display(),
+            if m.is_rebasefs() {
+                "rebasefs (container or image)".to_string()
+            } else {
+                m.fs_type
+            }
+        ),
+    }
     let mut last = String::new();
     for tool in ["fusermount3", "fusermount"] {
         match Command::new(tool).arg("-u").arg(dir).output() {

@@ -175,13 +175,24 @@ fn describe(how: &How) -> String {
 
 pub fn rollback(global: &Global, image: &str) -> anyhow::Result<i32> {
     let store = global.open_store()?;
-    let (image, stack) = rebase::rollback(&store, image)?;
+    let report = rebase::rollback(&store, image)?;
+    let (image, stack) = (&report.image, &report.stack);
+    if let (Some(s), Some(reason)) = (stack, &report.not_servable) {
+        eprintln!(
+            "rebasefs: warning: stack {} (onto {}) cannot be served: {reason}; containers of {} will run on their original base instead",
+            s.id,
+            s.new_base_name,
+            image.display_name()
+        );
+    }
     match global.format {
         Format::Json => output::json(&serde_json::json!({
             "image": image.display_name(),
             "image_id": image.id,
             "stack_id": stack.as_ref().map(|s| s.id),
             "runs_on": stack.as_ref().map(|s| s.new_base_name.clone()),
+            "not_servable": report.not_servable,
+            "holds_released": report.holds.released,
         }))?,
         Format::Text => match stack {
             Some(s) => println!(

@@ -13,30 +13,43 @@ pub fn run(global: &Global) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!("Store {}", s.graphroot.display());
-    match &s.repository {
-        Some(p) => println!("Repository {}", p.display()),
-        None => println!("Repository: none yet (created by the first `rebasefs rebase`)"),
+    match (&s.repository, &s.repository_problem) {
+        (Some(p), Some(problem)) => println!(
+            "Repository {}: UNREADABLE, no rebase is in force ({problem})",
+            p.display()
+        ),
+        (Some(p), None) => println!("Repository {}", p.display()),
+        (None, _) => println!("Repository: none yet (created by the first `rebasefs rebase`)"),
     }
     println!("\nImages:");
     let dash = || "-".to_string();
-    // Untagged images (build-cache intermediates) only when rebased; JSON lists them all.
+    // Untagged images (build-cache intermediates) only when rebased or held; JSON lists
+    // them all.
     let rows: Vec<Vec<String>> = s
         .images
         .iter()
-        .filter(|i| i.name != i.id || i.rebased_onto.is_some())
+        .filter(|i| i.name != i.id || i.rebased_onto.is_some() || i.held)
         .map(|i| {
             vec![
                 i.name.clone(),
-                i.id.clone(),
+                if i.held {
+                    format!("{} (held: rebased containers run on it)", i.id)
+                } else {
+                    i.id.clone()
+                },
                 i.base.clone().unwrap_or_else(dash),
                 i.update
                     .clone()
                     .map(|u| format!("{u} available"))
                     .unwrap_or_else(dash),
-                i.rebased_onto
-                    .clone()
-                    .map(|b| format!("{b} (stack {})", i.stack_id.unwrap_or_default()))
-                    .unwrap_or_else(dash),
+                match (&i.rebased_onto, &i.not_in_force) {
+                    (Some(b), None) => format!("{b} (stack {})", i.stack_id.unwrap_or_default()),
+                    (Some(b), Some(why)) => format!(
+                        "{b} (stack {}) NOT IN FORCE: {why}",
+                        i.stack_id.unwrap_or_default()
+                    ),
+                    (None, _) => dash(),
+                },
             ]
         })
         .collect();
@@ -64,6 +77,11 @@ pub fn run(global: &Global) -> anyhow::Result<i32> {
             })
             .collect();
         output::table(&["CONTAINER", "IMAGE", "RUNS ON", "PENDING"], &rows);
+        for c in &s.containers {
+            if let Some(problem) = &c.problem {
+                println!("  {}: {problem}", c.name);
+            }
+        }
     }
     if !s.rebased_layers.is_empty() {
         println!("\nRebased layers in the repository:");

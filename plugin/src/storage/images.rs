@@ -30,10 +30,25 @@ pub struct Image {
 }
 
 impl Image {
-    /// A name for people: the first name, else the short id.
+    /// The image's names except those rebasefs gave it to hold it ([`crate::holds`]).
+    pub fn own_names(&self) -> impl Iterator<Item = &String> {
+        self.names.iter().filter(|n| !crate::holds::is_hold_name(n))
+    }
+
+    /// True when the image has no name of its own (rebasefs's holds do not count).
+    pub fn is_untagged(&self) -> bool {
+        self.own_names().next().is_none()
+    }
+
+    /// True when rebasefs holds the image ([`crate::holds`]).
+    pub fn is_held(&self) -> bool {
+        self.names.iter().any(|n| crate::holds::is_hold_name(n))
+    }
+
+    /// A name for people: the first name of its own, else the short id.
     pub fn display_name(&self) -> String {
-        self.names
-            .first()
+        self.own_names()
+            .next()
             .cloned()
             .unwrap_or_else(|| short_id(&self.id).to_string())
     }
