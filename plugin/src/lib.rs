@@ -17,6 +17,7 @@ pub mod holds;
 pub mod maintenance;
 pub mod mount_record;
 pub mod mountinfo;
+pub mod pkgdb;
 pub mod plan;
 pub mod rebase;
 pub mod repo;
