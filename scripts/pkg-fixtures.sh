@@ -119,7 +119,9 @@ in_chroot() {
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   mount -t proc proc "$root/proc"
   mount --bind /dev "$root/dev"
+  mount -t devpts -o newinstance devpts "$root/dev/pts" 2>/dev/null || true
   LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$root" "$@" || status=$?
+  umount "$root/dev/pts" 2>/dev/null || true
   umount "$root/dev"
   umount "$root/proc"
   return $status
@@ -161,6 +163,15 @@ download_app_debs() {
   rm -rf "$scratch"
 }
 
+# The app's .debs that are dependencies, not APP_PACKAGES themselves.
+auto_packages() {
+  local deb name
+  for deb in "$dir"/debs/*.deb; do
+    name=$(dpkg-deb -f "$deb" Package)
+    case " $APP_PACKAGES " in *" $name "*) ;; *) printf '%s ' "$name" ;; esac
+  done
+}
+
 # install_app FROM TO: TO = copy of FROM + the app's .debs installed offline, as the
 # Containerfile's `RUN apt-get install /debs/*.deb` does.
 install_app() {
@@ -169,8 +180,9 @@ install_app() {
   mkdir -p "$to/debs"
   mount --bind "$dir/debs" "$to/debs"
   local status=0
-  # The glob is the chroot's: sh expands it there.
-  in_chroot "$to" sh -c 'apt-get -o APT::Sandbox::User=root -y -q install --no-install-recommends --no-download /debs/*.deb' \
+  # The glob is the chroot's: sh expands it there. Dependencies are then marked
+  # automatically installed, as `apt-get install APP` would have left them.
+  in_chroot "$to" sh -c "apt-get -o APT::Sandbox::User=root -y -q install --no-install-recommends /debs/*.deb && apt-mark auto $(auto_packages)" \
     >"$to.log" 2>&1 || status=$?
   umount "$to/debs"
   rmdir "$to/debs"
