@@ -215,6 +215,17 @@ impl Stanza {
         })
     }
 
+    /// The first line of field `name`, matched case-sensitively (apk's `P:` and `p:` are
+    /// different fields).
+    pub fn get_exact(&self, name: &str) -> Option<&str> {
+        self.items.iter().find_map(|item| match item {
+            Item::Field { name: n, raw } if n == name => {
+                Some(raw.split('\n').next().unwrap_or("").trim())
+            }
+            _ => None,
+        })
+    }
+
     /// The whole value of field `name`: first line and continuation lines joined, each
     /// trimmed (for list fields such as `Depends` that dpkg may wrap).
     pub fn get_folded(&self, name: &str) -> Option<String> {
