@@ -31,7 +31,7 @@ CACHE=${2:-${REBASEFS_FIXTURE_CACHE:-/var/cache/rebasefs-tests}}
 # python3: an app whose dependencies (zlib1g, liblzma5, libzstd1, ...) the security update upgrades.
 APP_PACKAGES=${REBASEFS_FIXTURE_APP:-python3}
 DEB_RECIPE=1
-RPM_RECIPE=1
+RPM_RECIPE=2
 
 log() { echo "[pkg-fixtures] $*" >&2; }
 die() { echo "pkg-fixtures.sh: $*" >&2; exit 1; }
@@ -254,7 +254,7 @@ layer_tar() {
       elif ! cmp -s "$p" "$before/$p" 2>/dev/null; then
         printf '%s\0' "$p"
       fi
-    done | LC_ALL=C sort -z | tar --null --no-recursion --numeric-owner -cf "$3" -T -)
+    done | LC_ALL=C sort -z | tar --null --no-recursion --numeric-owner --format=posix -cf "$3" -T -)
 }
 
 rpm_fixture() {
@@ -271,6 +271,9 @@ rpm_fixture() {
   timed base-roots rpm_roots "$r"
   mv "$dir/timings.tmp" "$dir/timings.txt"
   touch "$dir/.complete"
+  for other in "$CACHE"/rpm-*; do
+    [ "$other" = "$dir" ] || rm -rf "$other"
+  done
   echo "$dir"
 }
 
@@ -279,8 +282,12 @@ rpm_roots() {
   mkdir -p "$dir/old-base"
   rpm --root "$dir/old-base" --dbpath "$RPM_DBPATH" --initdb
   rpm_in "$dir/old-base" -i "$r"/rpmfix-base-1.0-1.noarch.rpm "$r"/rpmfix-lib-1.0-1.noarch.rpm
+  sleep 1
   cp -a "$dir/old-base" "$dir/new-base"
   rpm_in "$dir/new-base" -U "$r"/rpmfix-base-1.1-1.noarch.rpm
+  # containers-storage's layer diff compares size and mtime: an rpmdb.sqlite rewritten to
+  # the same size within the same second would drop out of the app's layer.
+  sleep 1
   cp -a "$dir/old-base" "$dir/app"
   rpm_in "$dir/app" -i "$r"/rpmfix-app-1.0-1.noarch.rpm
   cp -a "$dir/new-base" "$dir/rebuild"

@@ -11,9 +11,12 @@ set -euo pipefail
 # sqlite3: inspecting the rebase repository. build-essential, pkg-config: C parts of
 # crates (bundled SQLite). tar, coreutils (sha256sum): building images without a registry.
 # python3: the hostile-socket test serves a forged control socket as `nobody` with it.
+# debootstrap, rpm (rpm, rpmbuild, rpmdb), diffutils (cmp):
+# the package-database fixtures (scripts/pkg-fixtures.sh) and the real-rpm/-dpkg checks.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl python3
+  debootstrap rpm diffutils
 )
 
 if [ "$(id -u)" -ne 0 ]; then

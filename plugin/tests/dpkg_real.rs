@@ -22,7 +22,9 @@ fn walk(root: &Path) -> BTreeMap<PathBuf, std::fs::Metadata> {
     let mut out = BTreeMap::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(rel) = pending.pop() {
-        let Ok(reader) = std::fs::read_dir(root.join(&rel)) else { continue };
+        let Ok(reader) = std::fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
         for item in reader.flatten() {
             let child = rel.join(item.file_name());
             let meta = std::fs::symlink_metadata(item.path()).unwrap();
@@ -69,7 +71,8 @@ fn overlay_app_layer(base: &Path, before: &Path, after: &Path) {
         if ma.is_dir() {
             std::fs::create_dir_all(&target).unwrap();
         } else if ma.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(after.join(rel)).unwrap(), &target).unwrap();
+            std::os::unix::fs::symlink(std::fs::read_link(after.join(rel)).unwrap(), &target)
+                .unwrap();
         } else {
             std::fs::create_dir_all(target.parent().unwrap()).unwrap();
             std::fs::copy(after.join(rel), &target).unwrap();
@@ -104,7 +107,10 @@ fn apply(root: &Path, files: &[Served], new_base: &Path, app: &Path) {
 }
 
 fn in_root(root: &Path, cmd: &str) -> String {
-    run(Command::new("chroot").arg(root).args(["sh", "-c", cmd]).env("LC_ALL", "C"))
+    run(Command::new("chroot")
+        .arg(root)
+        .args(["sh", "-c", cmd])
+        .env("LC_ALL", "C"))
 }
 
 #[test]
@@ -126,17 +132,30 @@ fn rebased_debian_tree_agrees_with_a_rebuild() {
     assert_ne!(in_root(&merged, query), in_root(&rebuild, query));
 
     let started = std::time::Instant::now();
-    let result = dpkg::merge(&Root(old.clone()), &Root(new.clone()), &Root(app.clone()), ConflictChoice::Ours)
-        .unwrap()
-        .expect("the trees have dpkg");
+    let result = dpkg::merge(
+        &Root(old.clone()),
+        &Root(new.clone()),
+        &Root(app.clone()),
+        ConflictChoice::Ours,
+    )
+    .unwrap()
+    .expect("the trees have dpkg");
     let gen = generated::plan(&Root(old.clone()), &Root(new.clone()), &Root(app.clone())).unwrap();
     eprintln!("merge of the bookworm fixture: {:?}", started.elapsed());
     apply(&merged, &result.files, &new, &app);
     apply(&merged, &gen.files, &new, &app);
-    assert!(!gen.regenerate_ld_so_cache, "the update changes no sonames today");
+    assert!(
+        !gen.regenerate_ld_so_cache,
+        "the update changes no sonames today"
+    );
 
     // dpkg and apt state: byte-identical to the rebuild's.
-    for rel in [dpkg::STATUS, dpkg::EXTENDED_STATES, "var/lib/dpkg/diversions", "var/lib/dpkg/statoverride"] {
+    for rel in [
+        dpkg::STATUS,
+        dpkg::EXTENDED_STATES,
+        "var/lib/dpkg/diversions",
+        "var/lib/dpkg/statoverride",
+    ] {
         assert_eq!(
             std::fs::read(merged.join(rel)).ok(),
             std::fs::read(rebuild.join(rel)).ok(),
@@ -167,8 +186,14 @@ fn rebased_debian_tree_agrees_with_a_rebuild() {
     in_root(&merged, "apt-get check -q");
     assert_eq!(in_root(&merged, "dpkg -V"), in_root(&rebuild, "dpkg -V"));
     assert_eq!(
-        in_root(&merged, "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"),
-        in_root(&rebuild, "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'")
+        in_root(
+            &merged,
+            "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
+        ),
+        in_root(
+            &rebuild,
+            "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
+        )
     );
 
     // The report lists exactly what the new base upgraded, and the app's packages.
@@ -176,7 +201,14 @@ fn rebased_debian_tree_agrees_with_a_rebuild() {
         .report
         .upgraded
         .iter()
-        .map(|u| format!("{} {} {}", u.name.split(':').next().unwrap_or(""), u.old, u.new))
+        .map(|u| {
+            format!(
+                "{} {} {}",
+                u.name.split(':').next().unwrap_or(""),
+                u.old,
+                u.new
+            )
+        })
         .collect();
     let mut expected: Vec<String> = std::fs::read_to_string(fx.join("upgraded.txt"))
         .unwrap()
@@ -190,7 +222,11 @@ fn rebased_debian_tree_agrees_with_a_rebuild() {
     assert!(result.report.upgraded.iter().all(|u| u.upgrade));
     let debs = std::fs::read_dir(fx.join("debs")).unwrap().count();
     assert_eq!(result.report.app_kept.len(), debs);
-    assert!(result.report.broken.is_empty(), "{:?}", result.report.broken);
+    assert!(
+        result.report.broken.is_empty(),
+        "{:?}",
+        result.report.broken
+    );
     assert!(result.report.both_changed.is_empty());
     assert!(result.report.added.is_empty() && result.report.removed.is_empty());
     eprintln!("{}", result.report.text());

@@ -57,13 +57,20 @@ fn merged_rpmdb_answers_like_a_rebuild() {
     }
     // Written checkpointed: nothing beside the database (before rpm itself opens it).
     for side in ["rpmdb.sqlite-wal", "rpmdb.sqlite-shm"] {
-        assert!(!merged.join("var/lib/rpm").join(side).exists(), "{side} left behind");
+        assert!(
+            !merged.join("var/lib/rpm").join(side).exists(),
+            "{side} left behind"
+        );
     }
     let rebuild = fx.join("rebuild");
     assert_eq!(rpm_q(&merged, &["-qa"]), rpm_q(&rebuild, &["-qa"]));
     assert_eq!(
         rpm_q(&merged, &["-qa"]).lines().collect::<Vec<_>>(),
-        ["rpmfix-lib-1.0-1.noarch", "rpmfix-base-1.1-1.noarch", "rpmfix-app-1.0-1.noarch"]
+        [
+            "rpmfix-lib-1.0-1.noarch",
+            "rpmfix-base-1.1-1.noarch",
+            "rpmfix-app-1.0-1.noarch"
+        ]
     );
     assert_eq!(rpm_q(&merged, &["-V", "-a"]), "", "rpm -V -a is clean");
     assert_eq!(
@@ -91,7 +98,11 @@ fn merged_rpmdb_answers_like_a_rebuild() {
     let r = &result.report;
     assert_eq!(r.upgraded.len(), 1);
     assert_eq!(
-        (r.upgraded[0].name.as_str(), r.upgraded[0].old.as_str(), r.upgraded[0].new.as_str()),
+        (
+            r.upgraded[0].name.as_str(),
+            r.upgraded[0].old.as_str(),
+            r.upgraded[0].new.as_str()
+        ),
         ("rpmfix-base.noarch", "1.0-1", "1.1-1")
     );
     assert_eq!(r.app_kept.len(), 1);

@@ -1,4 +1,5 @@
 //! Shared support for the rebasefs test suites.
 pub mod diff;
+pub mod pkg_fixtures;
 pub mod podman;
 pub mod rebase_story;

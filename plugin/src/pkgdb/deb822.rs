@@ -117,7 +117,11 @@ impl Document {
             .map_err(super::error::io_err(format!("reading {}", path.display())))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = e.as_bytes()[..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             Error::Malformed {
                 file: path.to_path_buf(),
                 line,

@@ -34,7 +34,10 @@ pub const LOGS: &[&str] = &[
     "var/log/apt/term.log",
     "var/log/alternatives.log",
 ];
-pub const APT_CACHES: &[&str] = &["var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin"];
+pub const APT_CACHES: &[&str] = &[
+    "var/cache/apt/pkgcache.bin",
+    "var/cache/apt/srcpkgcache.bin",
+];
 
 /// What to do with the generated files, plus what needs work only the caller can do.
 #[derive(Debug, Clone, Default)]
@@ -63,14 +66,26 @@ pub fn plan(ancestor: &dyn View, theirs: &dyn View, ours: &dyn View) -> Result<P
     let [a, t, o] = read3(LD_SO_CACHE)?;
     if t.is_some() || o.is_some() {
         if t == a || t == o {
-            note(&mut plan, LD_SO_CACHE, "the app's (the base update did not change it)");
+            note(
+                &mut plan,
+                LD_SO_CACHE,
+                "the app's (the base update did not change it)",
+            );
         } else if o == a {
             plan.files.push(Served::new(LD_SO_CACHE, Serve::NewBase));
             plan.files.push(Served::new(AUX_CACHE, Serve::NewBase));
-            note(&mut plan, LD_SO_CACHE, "the new base's (the app added no libraries)");
+            note(
+                &mut plan,
+                LD_SO_CACHE,
+                "the new base's (the app added no libraries)",
+            );
         } else {
             plan.regenerate_ld_so_cache = true;
-            note(&mut plan, LD_SO_CACHE, "regenerated for the merged tree (ldconfig -X -r)");
+            note(
+                &mut plan,
+                LD_SO_CACHE,
+                "regenerated for the merged tree (ldconfig -X -r)",
+            );
         }
     }
     for log in LOGS {
@@ -91,7 +106,11 @@ pub fn plan(ancestor: &dyn View, theirs: &dyn View, ours: &dyn View) -> Result<P
         let [a, t, o] = read3(cache)?;
         if t.is_some() && o.is_some() && t != a && o != a && t != o {
             plan.files.push(Served::new(*cache, Serve::Whiteout));
-            note(&mut plan, cache, "hidden (apt rebuilds it from the merged status)");
+            note(
+                &mut plan,
+                cache,
+                "hidden (apt rebuilds it from the merged status)",
+            );
         }
     }
     Ok(plan)
@@ -136,7 +155,9 @@ pub fn parse_ld_so_cache(bytes: &[u8], file: &Path) -> Result<Vec<CacheEntry>> {
         reason: reason.to_string(),
     };
     let u32_at = |at: usize| -> Option<u32> {
-        bytes.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     };
     let mut start = 0;
     if bytes.starts_with(OLD_MAGIC) {
@@ -186,8 +207,14 @@ pub fn missing_libraries(entries: &[CacheEntry], tree: &dyn View) -> Result<Vec<
         let candidates = [rel.to_path_buf(), Path::new("usr").join(rel)];
         let mut found = false;
         for c in &candidates {
-            let (Some(parent), Some(name)) = (c.parent(), c.file_name()) else { continue };
-            if tree.list(parent)?.iter().any(|n| std::ffi::OsStr::new(n) == name) {
+            let (Some(parent), Some(name)) = (c.parent(), c.file_name()) else {
+                continue;
+            };
+            if tree
+                .list(parent)?
+                .iter()
+                .any(|n| std::ffi::OsStr::new(n) == name)
+            {
                 found = true;
                 break;
             }
@@ -207,7 +234,8 @@ mod tests {
 
     #[test]
     fn host_cache_parses_and_matches_the_host() {
-        let bytes = std::fs::read("/etc/ld.so.cache").expect("the host (Debian) has /etc/ld.so.cache");
+        let bytes =
+            std::fs::read("/etc/ld.so.cache").expect("the host (Debian) has /etc/ld.so.cache");
         let entries = parse_ld_so_cache(&bytes, Path::new("/etc/ld.so.cache")).unwrap();
         assert!(entries.iter().any(|e| e.name == "libc.so.6"), "{entries:?}");
         let missing = missing_libraries(&entries, &Root("/".into())).unwrap();
@@ -219,15 +247,25 @@ mod tests {
     #[test]
     fn decisions() {
         let tmp = tempfile::tempdir().unwrap();
-        let (a, t, o) = (tmp.path().join("a"), tmp.path().join("t"), tmp.path().join("o"));
-        for (root, cache, log) in [(&a, "A", "1\n"), (&t, "T", "1\nbase\n"), (&o, "A", "1\napp\n")] {
+        let (a, t, o) = (
+            tmp.path().join("a"),
+            tmp.path().join("t"),
+            tmp.path().join("o"),
+        );
+        for (root, cache, log) in [
+            (&a, "A", "1\n"),
+            (&t, "T", "1\nbase\n"),
+            (&o, "A", "1\napp\n"),
+        ] {
             write(root, LD_SO_CACHE, cache);
             write(root, "var/log/dpkg.log", log);
         }
         let p = plan(&Root(a.clone()), &Root(t.clone()), &Root(o.clone())).unwrap();
         assert!(!p.regenerate_ld_so_cache);
         assert!(p.files.contains(&Served::new(LD_SO_CACHE, Serve::NewBase)));
-        assert!(p.files.contains(&Served::content("var/log/dpkg.log", "1\nbase\napp\n")));
+        assert!(p
+            .files
+            .contains(&Served::content("var/log/dpkg.log", "1\nbase\napp\n")));
         write(&o, LD_SO_CACHE, "O");
         let p = plan(&Root(a), &Root(t), &Root(o)).unwrap();
         assert!(p.regenerate_ld_so_cache);

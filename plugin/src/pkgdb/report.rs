@@ -166,7 +166,10 @@ impl PackageReport {
         let mut out = format!("packages ({:?}, {}):\n", self.format, self.database).to_lowercase();
         for u in &self.upgraded {
             let verb = if u.upgrade { "upgraded" } else { "changed" };
-            out.push_str(&format!("  base {verb}: {} {} -> {}\n", u.name, u.old, u.new));
+            out.push_str(&format!(
+                "  base {verb}: {} {} -> {}\n",
+                u.name, u.old, u.new
+            ));
         }
         for p in &self.added {
             out.push_str(&format!("  base added: {} {}\n", p.name, p.version));
@@ -178,7 +181,10 @@ impl PackageReport {
             out.push_str(&format!("  app kept: {} {}\n", p.name, p.version));
         }
         for p in &self.app_removed {
-            out.push_str(&format!("  app removed (stays removed): {} {}\n", p.name, p.version));
+            out.push_str(&format!(
+                "  app removed (stays removed): {} {}\n",
+                p.name, p.version
+            ));
         }
         for b in &self.both_changed {
             out.push_str(&format!(

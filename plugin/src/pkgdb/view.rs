@@ -68,7 +68,9 @@ impl View for Stack<'_> {
         }
         let mut names = Vec::new();
         for name in candidates {
-            if let Lookup::Found(_) = tree::lookup(self.top_first, &rel.join(&name)).map_err(to_pkgdb)? {
+            if let Lookup::Found(_) =
+                tree::lookup(self.top_first, &rel.join(&name)).map_err(to_pkgdb)?
+            {
                 names.push(name);
             }
         }
@@ -136,7 +138,11 @@ pub fn read_text(view: &dyn View, rel: &Path) -> Result<Option<String>> {
         let offset = e.utf8_error().valid_up_to();
         Error::Malformed {
             file: view.source(rel),
-            line: e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1,
+            line: e.as_bytes()[..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
             reason: "not valid UTF-8".into(),
         }
     })

@@ -129,7 +129,8 @@ pub fn merge(
         return Ok(None);
     }
     let a = read_installed(ancestor)?;
-    let items = |x: &Option<(Document, Keyed)>| x.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
+    let items =
+        |x: &Option<(Document, Keyed)>| x.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
     let (ak, tk, ok) = (items(&a), items(&t), items(&o));
     let decided = merge3::merge_keyed(&bodies(&ak), &bodies(&tk), &bodies(&ok), choice);
     let find = |items: &Keyed, k: &str| items.iter().find(|(n, _)| n == k).map(|(_, s)| s.clone());
@@ -152,12 +153,17 @@ pub fn merge(
         .unwrap_or_default();
     let mut files = vec![Served::content(
         INSTALLED,
-        Document::with_conventions_of(&like, chosen.iter().map(|(s, _)| s.clone()).collect()).write(),
+        Document::with_conventions_of(&like, chosen.iter().map(|(s, _)| s.clone()).collect())
+            .write(),
     )];
 
     // world: a set of dependency strings keyed by package name.
     let read = |v: &dyn View, rel: &str| view::read_text(v, Path::new(rel));
-    let (wa, wt, wo) = (read(ancestor, WORLD)?, read(theirs, WORLD)?, read(ours, WORLD)?);
+    let (wa, wt, wo) = (
+        read(ancestor, WORLD)?,
+        read(theirs, WORLD)?,
+        read(ours, WORLD)?,
+    );
     if wt.is_some() || wo.is_some() {
         // apk writes world space-separated on one line in 2.x and one per line later:
         // treat both as one dependency per token.
@@ -174,22 +180,33 @@ pub fn merge(
     }
 
     // scripts.tar: the winner's entries per package, in the merged package order.
-    let (sa, st, so) = (read_scripts(ancestor)?, read_scripts(theirs)?, read_scripts(ours)?);
+    let (sa, st, so) = (
+        read_scripts(ancestor)?,
+        read_scripts(theirs)?,
+        read_scripts(ours)?,
+    );
     let _ = sa;
     if st.is_some() || so.is_some() {
         let (st, so) = (st.unwrap_or_default(), so.unwrap_or_default());
         let mut builder = tar::Builder::new(Vec::new());
         for (stanza, winner) in &chosen {
-            let Some(csum) = stanza.get_exact("C") else { continue };
+            let Some(csum) = stanza.get_exact("C") else {
+                continue;
+            };
             let source = if *winner == Winner::Theirs { &st } else { &so };
-            for script in source.iter().filter(|s| script_checksum(&s.name) == Some(csum)) {
+            for script in source
+                .iter()
+                .filter(|s| script_checksum(&s.name) == Some(csum))
+            {
                 let mut header = script.header.clone();
                 builder
                     .append_data(&mut header, &script.name, script.data.as_slice())
                     .map_err(io_err(format!("writing {SCRIPTS}")))?;
             }
         }
-        let bytes = builder.into_inner().map_err(io_err(format!("writing {SCRIPTS}")))?;
+        let bytes = builder
+            .into_inner()
+            .map_err(io_err(format!("writing {SCRIPTS}")))?;
         files.push(Served::content(SCRIPTS, bytes));
     }
 
@@ -200,13 +217,18 @@ pub fn merge(
             s.as_deref()
                 .unwrap_or("")
                 .lines()
-                .filter_map(|l| l.split_once(' ').map(|(c, _)| (c.to_string(), l.to_string())))
+                .filter_map(|l| {
+                    l.split_once(' ')
+                        .map(|(c, _)| (c.to_string(), l.to_string()))
+                })
                 .collect()
         };
         let (mt, mo) = (by_csum(&tt), by_csum(&to));
         let mut text = String::new();
         for (stanza, winner) in &chosen {
-            let Some(csum) = stanza.get_exact("C") else { continue };
+            let Some(csum) = stanza.get_exact("C") else {
+                continue;
+            };
             let source = if *winner == Winner::Theirs { &mt } else { &mo };
             if let Some(line) = source.get(csum) {
                 text.push_str(line);
@@ -259,7 +281,9 @@ fn split_dep(dep: &str) -> (&str, Option<(&str, &str)>) {
     match dep.find(['<', '>', '=', '~']) {
         Some(i) => {
             let (name, rest) = dep.split_at(i);
-            let op_len = rest.find(|c: char| !matches!(c, '<' | '>' | '=' | '~')).unwrap_or(rest.len());
+            let op_len = rest
+                .find(|c: char| !matches!(c, '<' | '>' | '=' | '~'))
+                .unwrap_or(rest.len());
             (name, Some((&rest[..op_len], &rest[op_len..])))
         }
         None => (dep, None),

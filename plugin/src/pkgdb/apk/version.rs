@@ -31,7 +31,9 @@ fn suffix_rank(s: &str) -> Option<i32> {
 
 fn tokens(v: &str) -> Vec<Token> {
     let (main, rev) = match v.rsplit_once("-r") {
-        Some((m, r)) if r.bytes().all(|b| b.is_ascii_digit()) && !r.is_empty() => (m, r.parse().ok()),
+        Some((m, r)) if r.bytes().all(|b| b.is_ascii_digit()) && !r.is_empty() => {
+            (m, r.parse().ok())
+        }
         _ => (v, None),
     };
     let mut out = Vec::new();
@@ -48,9 +50,14 @@ fn tokens(v: &str) -> Vec<Token> {
         rest = &rest[1..];
     }
     for part in rest.split('_').filter(|p| !p.is_empty()) {
-        let split = part.find(|c: char| c.is_ascii_digit()).unwrap_or(part.len());
+        let split = part
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(part.len());
         let (name, num) = part.split_at(split);
-        out.push(Token::Suffix(suffix_rank(name).unwrap_or(0), num.parse().unwrap_or(0)));
+        out.push(Token::Suffix(
+            suffix_rank(name).unwrap_or(0),
+            num.parse().unwrap_or(0),
+        ));
     }
     out.push(Token::Revision(rev.unwrap_or(0)));
     out

@@ -12,7 +12,7 @@ use crate::pkgdb::merge3::{self, ConflictChoice};
 /// `diversions` records, each `(from, to, package)`, as line triples.
 pub fn parse_diversions(text: &str, file: &Path) -> Result<Vec<[String; 3]>> {
     let lines: Vec<&str> = text.lines().collect();
-    if lines.len() % 3 != 0 {
+    if !lines.len().is_multiple_of(3) {
         return Err(Error::Malformed {
             file: file.to_path_buf(),
             line: lines.len(),
@@ -49,7 +49,10 @@ pub fn merge_diversions(
     );
     let decided = merge3::merge_keyed(&a, &t, &o, choice);
     let find = |items: &[(String, [String; 3])], k: &str| {
-        items.iter().find(|(key, _)| key == k).map(|(_, r)| r.clone())
+        items
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, r)| r.clone())
     };
     let mut records: Vec<[String; 3]> = Vec::new();
     let mut conflicts = Vec::new();
@@ -127,8 +130,7 @@ mod tests {
         let t = "/bin/x\n/bin/x.distrib\nbase-pkg\n/bin/y\n/bin/y.orig\nnew-pkg\n";
         let o = "/bin/x\n/bin/x.distrib\nbase-pkg\n/usr/bin/app\n/usr/bin/app.real\n:\n";
         let p = Path::new("diversions");
-        let (text, conflicts) =
-            merge_diversions(a, t, o, [p, p, p], ConflictChoice::Ours).unwrap();
+        let (text, conflicts) = merge_diversions(a, t, o, [p, p, p], ConflictChoice::Ours).unwrap();
         assert_eq!(
             text,
             "/bin/x\n/bin/x.distrib\nbase-pkg\n/usr/bin/app\n/usr/bin/app.real\n:\n/bin/y\n/bin/y.orig\nnew-pkg\n"
@@ -146,7 +148,10 @@ mod tests {
         let t = "root root 0755 /usr/bin/a\nroot shadow 2755 /usr/bin/chage\n";
         let o = "root root 4755 /usr/bin/a\n";
         let (text, _) = merge_line_file(a, t, o, statoverride_key, ConflictChoice::Ours);
-        assert_eq!(text, "root root 4755 /usr/bin/a\nroot shadow 2755 /usr/bin/chage\n");
+        assert_eq!(
+            text,
+            "root root 4755 /usr/bin/a\nroot shadow 2755 /usr/bin/chage\n"
+        );
         assert!(check_statoverride("root root 0755 /x\nbad\n", Path::new("s")).is_err());
     }
 }

@@ -116,11 +116,26 @@ mod tests {
             multi_arch_same: mas,
         };
         let outcomes: HashMap<PackageKey, PackageOutcome> = [
-            (key("zlib1g", "amd64"), o(Case::BaseChanged, Winner::Theirs, true)),
-            (key("python3", "amd64"), o(Case::AppAdded, Winner::Ours, false)),
-            (key("old", "all"), o(Case::BaseRemoved, Winner::Removed, false)),
-            (key("same", "amd64"), o(Case::Unchanged, Winner::Ours, false)),
-            (key("tzdata", "all"), o(Case::BaseChanged, Winner::Theirs, false)),
+            (
+                key("zlib1g", "amd64"),
+                o(Case::BaseChanged, Winner::Theirs, true),
+            ),
+            (
+                key("python3", "amd64"),
+                o(Case::AppAdded, Winner::Ours, false),
+            ),
+            (
+                key("old", "all"),
+                o(Case::BaseRemoved, Winner::Removed, false),
+            ),
+            (
+                key("same", "amd64"),
+                o(Case::Unchanged, Winner::Ours, false),
+            ),
+            (
+                key("tzdata", "all"),
+                o(Case::BaseChanged, Winner::Theirs, false),
+            ),
         ]
         .into_iter()
         .collect();

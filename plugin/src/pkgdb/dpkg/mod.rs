@@ -142,7 +142,10 @@ fn merge_stanzas(
 ) -> StanzaMerge {
     let decided = merge3::merge_keyed(&bodies(ancestor), &bodies(theirs), &bodies(ours), choice);
     let find = |items: &[(PackageKey, Stanza)], k: &PackageKey| {
-        items.iter().find(|(key, _)| key == k).map(|(_, s)| s.clone())
+        items
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, s)| s.clone())
     };
     let mut chosen: Vec<(PackageKey, Stanza)> = decided
         .iter()
@@ -202,12 +205,17 @@ pub fn merge(
 
     for rel in STANZA_FILES {
         let rel = Path::new(rel);
-        let (da, dt, dd) = (read_doc(ancestor, rel)?, read_doc(theirs, rel)?, read_doc(ours, rel)?);
+        let (da, dt, dd) = (
+            read_doc(ancestor, rel)?,
+            read_doc(theirs, rel)?,
+            read_doc(ours, rel)?,
+        );
         if dt.is_none() && dd.is_none() {
             continue;
         }
         let items = |d: &Option<Document>, v: &dyn View| -> Result<Vec<(PackageKey, Stanza)>> {
-            d.as_ref().map_or(Ok(Vec::new()), |d| keyed(d, &v.source(rel)))
+            d.as_ref()
+                .map_or(Ok(Vec::new()), |d| keyed(d, &v.source(rel)))
         };
         let merged = merge_stanzas(
             &items(&da, ancestor)?,
@@ -314,7 +322,11 @@ fn merge_admin_files(
     names.dedup();
     for name in names.iter().filter(|n| n.as_str() != "Lock") {
         let rel = triggers.join(name);
-        let (a, t, o) = (text(ancestor, &rel)?, text(theirs, &rel)?, text(ours, &rel)?);
+        let (a, t, o) = (
+            text(ancestor, &rel)?,
+            text(theirs, &rel)?,
+            text(ours, &rel)?,
+        );
         if t.is_none() && o.is_none() {
             continue; // a directory, or gone from both
         }

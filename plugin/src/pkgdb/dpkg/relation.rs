@@ -164,12 +164,7 @@ pub fn is_installed(stanza: &Stanza) -> bool {
     stanza
         .get("Status")
         .and_then(|s| s.split_whitespace().nth(2))
-        .is_some_and(|state| {
-            matches!(
-                state,
-                "installed" | "triggers-pending" | "triggers-awaited"
-            )
-        })
+        .is_some_and(|state| matches!(state, "installed" | "triggers-pending" | "triggers-awaited"))
 }
 
 impl Installed {
@@ -189,10 +184,11 @@ impl Installed {
             };
             let arch = s.get("Architecture").unwrap_or("").to_string();
             let ma = s.get("Multi-Arch").unwrap_or("no").to_string();
-            db.packages
-                .entry(name.to_string())
-                .or_default()
-                .push((ver.to_string(), arch.clone(), ma));
+            db.packages.entry(name.to_string()).or_default().push((
+                ver.to_string(),
+                arch.clone(),
+                ma,
+            ));
             if let Some(provides) = s.get_folded("Provides") {
                 for alts in parse(&provides).unwrap_or_default() {
                     for t in alts {
@@ -303,9 +299,10 @@ mod tests {
 
     #[test]
     fn parses_relations() {
-        let groups =
-            parse("libc6 (>= 2.34), python3:any | python3-minimal (<< 3.12~), d [amd64] <!nocheck>")
-                .unwrap();
+        let groups = parse(
+            "libc6 (>= 2.34), python3:any | python3-minimal (<< 3.12~), d [amd64] <!nocheck>",
+        )
+        .unwrap();
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0][0].constraint, Some((Op::Ge, "2.34".into())));
         assert_eq!(groups[1][0].arch.as_deref(), Some("any"));
@@ -335,7 +332,10 @@ Package: app\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\nDep
         let t = |s: &str| parse(s).unwrap().remove(0).remove(0);
         assert!(db.satisfies(&t("libc6 (= 2.36-9)"), "all"));
         assert!(!db.satisfies(&t("libc6:i386"), "amd64"));
-        assert!(!db.satisfies(&t("awk (>= 1)"), "amd64"), "unversioned provide");
+        assert!(
+            !db.satisfies(&t("awk (>= 1)"), "amd64"),
+            "unversioned provide"
+        );
         assert!(db.satisfies(&t("mawk"), "i386"), "Multi-Arch: foreign");
     }
 }

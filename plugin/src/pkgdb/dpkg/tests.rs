@@ -75,8 +75,18 @@ fn every_three_way_case() {
         stanza("untouched", "amd64", "1.0", conf),
     ];
     let o = [
-        stanza("app", "amd64", "7", "Depends: base-only-changed (>= 1.0), libm (>= 1.0)\n"),
-        stanza("app-only-changed", "amd64", "1.0", "Triggers-Pending: ldconfig\n"),
+        stanza(
+            "app",
+            "amd64",
+            "7",
+            "Depends: base-only-changed (>= 1.0), libm (>= 1.0)\n",
+        ),
+        stanza(
+            "app-only-changed",
+            "amd64",
+            "1.0",
+            "Triggers-Pending: ldconfig\n",
+        ),
         stanza("base-only-changed", "amd64", "1.0", ""),
         stanza("both-changed", "amd64", "1.1", ""),
         stanza("libm", "amd64", "1.0", "Multi-Arch: same\n"),
@@ -90,8 +100,18 @@ fn every_three_way_case() {
         .unwrap();
     let expected = status(&[
         stanza("added-by-base", "amd64", "3.0", ""),
-        stanza("app", "amd64", "7", "Depends: base-only-changed (>= 1.0), libm (>= 1.0)\n"),
-        stanza("app-only-changed", "amd64", "1.0", "Triggers-Pending: ldconfig\n"),
+        stanza(
+            "app",
+            "amd64",
+            "7",
+            "Depends: base-only-changed (>= 1.0), libm (>= 1.0)\n",
+        ),
+        stanza(
+            "app-only-changed",
+            "amd64",
+            "1.0",
+            "Triggers-Pending: ldconfig\n",
+        ),
         stanza("base-only-changed", "amd64", "1.1", "Config-Version: 1.0\n"),
         stanza("both-changed", "amd64", "1.1", ""),
         stanza("libm", "amd64", "1.1", "Multi-Arch: same\n"),
@@ -100,9 +120,8 @@ fn every_three_way_case() {
     ]);
     assert_eq!(content(&m, STATUS), expected);
     let r = &m.report;
-    let names = |v: &[crate::pkgdb::report::Package]| {
-        v.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
-    };
+    let names =
+        |v: &[crate::pkgdb::report::Package]| v.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     let upgraded: Vec<(String, String, String)> = r
         .upgraded
         .iter()
@@ -129,7 +148,11 @@ fn every_three_way_case() {
     let both = &r.both_changed[0];
     assert_eq!(both.name, "both-changed:amd64");
     assert_eq!(
-        (both.base.as_deref(), both.app.as_deref(), both.base_vs_app.as_deref()),
+        (
+            both.base.as_deref(),
+            both.app.as_deref(),
+            both.base_vs_app.as_deref()
+        ),
         (Some("1.2"), Some("1.1"), Some(">"))
     );
     assert_eq!(both.chosen, Winner::Ours);
@@ -139,16 +162,28 @@ fn every_three_way_case() {
     let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Theirs)
         .unwrap()
         .unwrap();
-    assert!(content(&m, STATUS).contains("Package: both-changed\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.2\n"));
+    assert!(content(&m, STATUS).contains(
+        "Package: both-changed\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.2\n"
+    ));
 }
 
 #[test]
 fn broken_dependencies_are_reported() {
     let a = [stanza("libx", "amd64", "1.0", "")];
-    let t = [stanza("libx2", "amd64", "2.0", "Provides: libx-compat (= 1.5)\n")];
+    let t = [stanza(
+        "libx2",
+        "amd64",
+        "2.0",
+        "Provides: libx-compat (= 1.5)\n",
+    )];
     let o = [
         stanza("libx", "amd64", "1.0", ""),
-        stanza("app", "amd64", "1", "Depends: libx (>= 1.0) | libx-compat (>= 1.6)\nPre-Depends: libx-compat\n"),
+        stanza(
+            "app",
+            "amd64",
+            "1",
+            "Depends: libx (>= 1.0) | libx-compat (>= 1.6)\nPre-Depends: libx-compat\n",
+        ),
     ];
     let tr = trees(&a, &t, &o);
     let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours)
@@ -161,7 +196,10 @@ fn broken_dependencies_are_reported() {
         .map(|b| (b.field.as_str(), b.relation.as_str()))
         .collect();
     // Pre-Depends on the virtual package was not satisfied before either: not blamed.
-    assert_eq!(broken, [("Depends", "libx (>= 1.0) | libx-compat (>= 1.6)")]);
+    assert_eq!(
+        broken,
+        [("Depends", "libx (>= 1.0) | libx-compat (>= 1.6)")]
+    );
     assert!(m.report.text().contains("BROKEN: app:amd64 1: Depends"));
 }
 
@@ -169,9 +207,21 @@ fn broken_dependencies_are_reported() {
 fn journal_is_folded_and_hidden() {
     let a = [stanza("p", "amd64", "1", "")];
     let tr = trees(&a, &a, &a);
-    write(&tr.o.0, "var/lib/dpkg/updates/0001", &stanza("p", "amd64", "2", ""));
-    write(&tr.o.0, "var/lib/dpkg/updates/0000", &stanza("q", "amd64", "1", ""));
-    write(&tr.o.0, "var/lib/dpkg/updates/tmp.i", "garbage that dpkg ignores");
+    write(
+        &tr.o.0,
+        "var/lib/dpkg/updates/0001",
+        &stanza("p", "amd64", "2", ""),
+    );
+    write(
+        &tr.o.0,
+        "var/lib/dpkg/updates/0000",
+        &stanza("q", "amd64", "1", ""),
+    );
+    write(
+        &tr.o.0,
+        "var/lib/dpkg/updates/tmp.i",
+        "garbage that dpkg ignores",
+    );
     let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours)
         .unwrap()
         .unwrap();
@@ -179,8 +229,14 @@ fn journal_is_folded_and_hidden() {
         content(&m, STATUS),
         status(&[stanza("p", "amd64", "2", ""), stanza("q", "amd64", "1", "")])
     );
-    assert_eq!(served(&m, "var/lib/dpkg/updates/0000"), Some(Serve::Whiteout));
-    assert_eq!(served(&m, "var/lib/dpkg/updates/0001"), Some(Serve::Whiteout));
+    assert_eq!(
+        served(&m, "var/lib/dpkg/updates/0000"),
+        Some(Serve::Whiteout)
+    );
+    assert_eq!(
+        served(&m, "var/lib/dpkg/updates/0001"),
+        Some(Serve::Whiteout)
+    );
     assert_eq!(served(&m, "var/lib/dpkg/updates/tmp.i"), None);
 }
 
@@ -188,7 +244,11 @@ fn journal_is_folded_and_hidden() {
 fn malformed_stanza_is_an_error_naming_the_file_and_line() {
     let a = [stanza("p", "amd64", "1", "")];
     let tr = trees(&a, &a, &a);
-    write(&tr.t.0, STATUS, "Package: p\nStatus: install ok installed\nthis line is broken\n");
+    write(
+        &tr.t.0,
+        STATUS,
+        "Package: p\nStatus: install ok installed\nthis line is broken\n",
+    );
     let err = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours)
         .unwrap_err()
         .to_string();
@@ -208,7 +268,10 @@ fn malformed_stanza_is_an_error_naming_the_file_and_line() {
 
 #[test]
 fn extended_states_admin_files_and_info() {
-    let a = [stanza("z", "amd64", "1", ""), stanza("gone", "all", "1", "")];
+    let a = [
+        stanza("z", "amd64", "1", ""),
+        stanza("gone", "all", "1", ""),
+    ];
     let t = [stanza("z", "amd64", "2", "")];
     let o = [
         stanza("z", "amd64", "1", ""),
@@ -217,13 +280,37 @@ fn extended_states_admin_files_and_info() {
     ];
     let tr = trees(&a, &t, &o);
     let es = "Package: libfoo\nArchitecture: amd64\nAuto-Installed: 1\n";
-    write(&tr.o.0, EXTENDED_STATES, &format!("{es}\nPackage: py-dep\nArchitecture: amd64\nAuto-Installed: 1\n"));
+    write(
+        &tr.o.0,
+        EXTENDED_STATES,
+        &format!("{es}\nPackage: py-dep\nArchitecture: amd64\nAuto-Installed: 1\n"),
+    );
     write(&tr.a.0, EXTENDED_STATES, es);
-    write(&tr.t.0, EXTENDED_STATES, &format!("{es}\nPackage: newdep\nArchitecture: all\nAuto-Installed: 1\n"));
-    write(&tr.t.0, "var/lib/dpkg/triggers/File", "/usr/lib/x86_64-linux-gnu libc-bin\n");
-    write(&tr.o.0, "var/lib/dpkg/triggers/File", "/usr/lib/x86_64-linux-gnu libc-bin\n/usr/share/py py\n");
-    write(&tr.a.0, "var/lib/dpkg/triggers/File", "/usr/lib/x86_64-linux-gnu libc-bin\n");
-    write(&tr.t.0, "var/lib/dpkg/statoverride", "root crontab 2755 /usr/bin/crontab\n");
+    write(
+        &tr.t.0,
+        EXTENDED_STATES,
+        &format!("{es}\nPackage: newdep\nArchitecture: all\nAuto-Installed: 1\n"),
+    );
+    write(
+        &tr.t.0,
+        "var/lib/dpkg/triggers/File",
+        "/usr/lib/x86_64-linux-gnu libc-bin\n",
+    );
+    write(
+        &tr.o.0,
+        "var/lib/dpkg/triggers/File",
+        "/usr/lib/x86_64-linux-gnu libc-bin\n/usr/share/py py\n",
+    );
+    write(
+        &tr.a.0,
+        "var/lib/dpkg/triggers/File",
+        "/usr/lib/x86_64-linux-gnu libc-bin\n",
+    );
+    write(
+        &tr.t.0,
+        "var/lib/dpkg/statoverride",
+        "root crontab 2755 /usr/bin/crontab\n",
+    );
     for (root, files) in [
         (&tr.t.0, &["z.list", "z.md5sums", "format"][..]),
         (&tr.o.0, &["z.list", "gone.list", "py.list", "format"][..]),
@@ -269,7 +356,9 @@ fn generated_status_round_trips_and_self_merges() {
     let mut rng = crate::pkgdb::testgen::Rng::new(99);
     for round in 0..100 {
         let n = 1 + rng.below(12);
-        let mut names: Vec<String> = (0..n).map(|i| format!("pkg{i}-{}", rng.word("abc", 3))).collect();
+        let mut names: Vec<String> = (0..n)
+            .map(|i| format!("pkg{i}-{}", rng.word("abc", 3)))
+            .collect();
         names.sort();
         names.dedup();
         let stanzas: Vec<String> = names
@@ -280,14 +369,21 @@ fn generated_status_round_trips_and_self_merges() {
                 } else {
                     String::new()
                 };
-                stanza(name, rng.pick(&["amd64", "all"]), &format!("{}.{}", rng.below(9), rng.below(9)), &extra)
+                stanza(
+                    name,
+                    rng.pick(&["amd64", "all"]),
+                    &format!("{}.{}", rng.below(9), rng.below(9)),
+                    &extra,
+                )
             })
             .collect();
         let text = status(&stanzas);
         let doc = Document::parse(&text, Path::new("g")).unwrap();
         assert_eq!(doc.write(), text, "round {round}");
         let tr = trees(&stanzas, &stanzas, &stanzas);
-        let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours).unwrap().unwrap();
+        let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours)
+            .unwrap()
+            .unwrap();
         assert_eq!(content(&m, STATUS), text, "round {round}");
     }
 }

@@ -103,10 +103,15 @@ impl Header {
             offset,
             reason,
         };
-        let il = be32(&blob, 0).ok_or_else(|| bad(0, "header shorter than 8 bytes".into()))? as usize;
-        let dl = be32(&blob, 4).ok_or_else(|| bad(4, "header shorter than 8 bytes".into()))? as usize;
+        let il =
+            be32(&blob, 0).ok_or_else(|| bad(0, "header shorter than 8 bytes".into()))? as usize;
+        let dl =
+            be32(&blob, 4).ok_or_else(|| bad(4, "header shorter than 8 bytes".into()))? as usize;
         if il == 0 || il > HEADER_TAGS_MAX || dl > HEADER_DATA_MAX {
-            return Err(bad(0, format!("implausible header size (il {il}, dl {dl})")));
+            return Err(bad(
+                0,
+                format!("implausible header size (il {il}, dl {dl})"),
+            ));
         }
         let data_start = 8 + il * 16;
         if blob.len() != data_start + dl {
@@ -131,17 +136,24 @@ impl Header {
             ) else {
                 return Err(bad(at, "truncated entry".into()));
             };
-            let ty = Type::from_raw(ty).ok_or_else(|| bad(at + 4, format!("unknown type {ty} of tag {tag}")))?;
+            let ty = Type::from_raw(ty)
+                .ok_or_else(|| bad(at + 4, format!("unknown type {ty} of tag {tag}")))?;
             let (off, count) = (off as usize, count as usize);
             if off > dl {
-                return Err(bad(at + 8, format!("tag {tag}: offset {off} beyond data ({dl})")));
+                return Err(bad(
+                    at + 8,
+                    format!("tag {tag}: offset {off} beyond data ({dl})"),
+                ));
             }
             // Region tags (62, 63, 64) describe the header itself: not data we index.
             if (61..=64).contains(&tag) {
                 continue;
             }
             let value = decode(data, off, count, ty).ok_or_else(|| {
-                bad(data_start + off, format!("tag {tag}: {count} item(s) of {ty:?} overrun the data"))
+                bad(
+                    data_start + off,
+                    format!("tag {tag}: {count} item(s) of {ty:?} overrun the data"),
+                )
             })?;
             // Later (dribble) entries replace earlier ones.
             entries.insert(tag, (ty, value));
@@ -290,7 +302,7 @@ pub fn build(entries: &[(u32, Type, Value)]) -> Vec<u8> {
             Type::Int64 => 8,
             _ => 1,
         };
-        while data.len() % width != 0 {
+        while !data.len().is_multiple_of(width) {
             data.push(0);
         }
         let offset = data.len() as u32;
@@ -345,12 +357,28 @@ mod tests {
     pub fn sample() -> Vec<u8> {
         build(&[
             (TAG_NAME, Type::String, Value::Strings(vec!["foo".into()])),
-            (TAG_VERSION, Type::String, Value::Strings(vec!["1.0".into()])),
+            (
+                TAG_VERSION,
+                Type::String,
+                Value::Strings(vec!["1.0".into()]),
+            ),
             (TAG_RELEASE, Type::String, Value::Strings(vec!["1".into()])),
             (TAG_EPOCH, Type::Int32, Value::Ints(vec![2])),
-            (TAG_ARCH, Type::String, Value::Strings(vec!["noarch".into()])),
-            (TAG_REQUIRENAME, Type::StringArray, Value::Strings(vec!["bar".into(), "rpmlib(X)".into()])),
-            (TAG_REQUIREFLAGS, Type::Int32, Value::Ints(vec![12, 1 << 24])),
+            (
+                TAG_ARCH,
+                Type::String,
+                Value::Strings(vec!["noarch".into()]),
+            ),
+            (
+                TAG_REQUIRENAME,
+                Type::StringArray,
+                Value::Strings(vec!["bar".into(), "rpmlib(X)".into()]),
+            ),
+            (
+                TAG_REQUIREFLAGS,
+                Type::Int32,
+                Value::Ints(vec![12, 1 << 24]),
+            ),
             (TAG_SIGMD5, Type::Bin, Value::Bin(vec![1, 2, 3])),
         ])
     }
@@ -367,12 +395,20 @@ mod tests {
     fn malformed_headers_are_errors_not_panics() {
         let blob = sample();
         for cut in [0, 3, 8, 20, blob.len() - 1] {
-            assert!(Header::parse(blob[..cut].to_vec(), Path::new("db")).is_err(), "cut {cut}");
+            assert!(
+                Header::parse(blob[..cut].to_vec(), Path::new("db")).is_err(),
+                "cut {cut}"
+            );
         }
         let mut bad = blob.clone();
         bad[8 + 8..8 + 12].copy_from_slice(&0x7fff_0000u32.to_be_bytes()); // offset of entry 0
-        let err = Header::parse(bad, Path::new("/r/rpmdb.sqlite")).unwrap_err().to_string();
-        assert!(err.starts_with("/r/rpmdb.sqlite: at byte 16: tag 1000: offset"), "{err}");
+        let err = Header::parse(bad, Path::new("/r/rpmdb.sqlite"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/r/rpmdb.sqlite: at byte 16: tag 1000: offset"),
+            "{err}"
+        );
         // Random corruption never panics.
         let mut rng = crate::pkgdb::testgen::Rng::new(5);
         for _ in 0..2000 {

@@ -110,7 +110,8 @@ pub fn merge(
     let tdb = t.map(|(_, d)| d).unwrap_or_else(empty);
     let odb = o.map(|(_, d)| d).unwrap_or_else(empty);
     let decided = merge3::merge_keyed(&groups(&adb), &groups(&tdb), &groups(&odb), choice);
-    let winners: HashMap<&str, Winner> = decided.iter().map(|d| (d.key.as_str(), d.winner)).collect();
+    let winners: HashMap<&str, Winner> =
+        decided.iter().map(|d| (d.key.as_str(), d.winner)).collect();
     let group_of = |h: &Header| format!("{}.{}", h.name(), h.arch());
 
     // The new base's headers that stay keep their hnums; the app's own get new ones.
@@ -156,7 +157,10 @@ pub fn merge(
         ));
     }
 
-    let mut report = PackageReport::new(Format::Rpm, &crate::tree::display(&dir.join(rpmdb::SQLITE_NAME)));
+    let mut report = PackageReport::new(
+        Format::Rpm,
+        &crate::tree::display(&dir.join(rpmdb::SQLITE_NAME)),
+    );
     for d in &decided {
         report.record(
             d.key.clone(),

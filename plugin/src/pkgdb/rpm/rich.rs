@@ -147,11 +147,20 @@ mod tests {
     #[test]
     fn names_of_rich_deps() {
         assert_eq!(index_names("(a or b)").unwrap(), ["a", "b"]);
-        assert_eq!(index_names("(a >= 1.0 and perl(X::Y))").unwrap(), ["a", "perl(X::Y)"]);
+        assert_eq!(
+            index_names("(a >= 1.0 and perl(X::Y))").unwrap(),
+            ["a", "perl(X::Y)"]
+        );
         // Sorted with their prefixes, as rpm does: ' ' before '!'.
         assert_eq!(index_names("(a if b)").unwrap(), ["a", "!b"]);
-        assert_eq!(index_names("(a if b else c)").unwrap(), ["a", "b", "c", "!b"]);
-        assert_eq!(index_names("((a or b) unless c)").unwrap(), ["a", "b", "!c"]);
+        assert_eq!(
+            index_names("(a if b else c)").unwrap(),
+            ["a", "b", "c", "!b"]
+        );
+        assert_eq!(
+            index_names("((a or b) unless c)").unwrap(),
+            ["a", "b", "!c"]
+        );
         assert!(index_names("(a or").is_none());
         assert!(index_names("(a bogus b)").is_none());
     }

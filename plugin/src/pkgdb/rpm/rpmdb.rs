@@ -25,9 +25,14 @@ pub const SQLITE_NAME: &str = "rpmdb.sqlite";
 /// Which database a tree has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Located {
-    Sqlite { dir: PathBuf },
+    Sqlite {
+        dir: PathBuf,
+    },
     /// Berkeley DB (`Packages`) or ndb (`Packages.db`): recognised, not merged.
-    Unsupported { dir: PathBuf, file: String },
+    Unsupported {
+        dir: PathBuf,
+        file: String,
+    },
 }
 
 /// Finds the rpmdb of a tree; `None` when there is none.
@@ -43,7 +48,10 @@ pub fn locate(view: &dyn View) -> Result<Option<Located>> {
                 dir: dir.to_path_buf(),
             }));
         }
-        if let Some(file) = names.iter().find(|n| *n == "Packages" || *n == "Packages.db") {
+        if let Some(file) = names
+            .iter()
+            .find(|n| *n == "Packages" || *n == "Packages.db")
+        {
             return Ok(Some(Located::Unsupported {
                 dir: dir.to_path_buf(),
                 file: file.clone(),
@@ -95,9 +103,13 @@ pub fn read(view: &dyn View, dir: &Path, scratch: &Path) -> Result<Db> {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(sql_err(&source))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(sql_err(&source))?
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(sql_err(&source))?
     };
-    if !schema.iter().any(|s| s.contains("'Packages'") || s.contains("\"Packages\"") || s.contains(" Packages ")) {
+    if !schema
+        .iter()
+        .any(|s| s.contains("'Packages'") || s.contains("\"Packages\"") || s.contains(" Packages "))
+    {
         return Err(Error::Unsupported {
             path: source,
             reason: "an sqlite file without rpm's Packages table".into(),
@@ -280,10 +292,16 @@ pub fn write(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &Pa
     result
 }
 
-fn write_inner(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &Path) -> Result<()> {
+fn write_inner(
+    template: &Db,
+    packages: &[(u32, &Header)],
+    sequence: u32,
+    out: &Path,
+) -> Result<()> {
     let sql = || sql_err(out);
     let mut conn = Connection::open(out).map_err(sql())?;
-    conn.execute_batch("PRAGMA secure_delete = OFF").map_err(sql())?;
+    conn.execute_batch("PRAGMA secure_delete = OFF")
+        .map_err(sql())?;
     let tx = conn.transaction().map_err(sql())?;
     for stmt in &template.schema {
         tx.execute_batch(stmt).map_err(sql())?;
@@ -294,7 +312,9 @@ fn write_inner(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &
         let mut stmt = tx
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .map_err(sql())?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql())?;
         rows.collect::<rusqlite::Result<_>>().map_err(sql())?
     };
     {
@@ -310,7 +330,9 @@ fn write_inner(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &
             continue;
         }
         let mut insert = tx
-            .prepare(&format!("INSERT INTO '{table}' (key, hnum, idx) VALUES (?1, ?2, ?3)"))
+            .prepare(&format!(
+                "INSERT INTO '{table}' (key, hnum, idx) VALUES (?1, ?2, ?3)"
+            ))
             .map_err(sql())?;
         for (hnum, h) in packages {
             for (key, idx) in index_rows(h, *tag) {
@@ -339,7 +361,8 @@ fn write_inner(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &
         let _: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(sql())?;
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(sql())?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(sql())?;
     }
     conn.close().map_err(|(_, e)| Error::Sqlite {
         path: out.to_path_buf(),
@@ -357,8 +380,11 @@ fn write_inner(template: &Db, packages: &[(u32, &Header)], sequence: u32, out: &
     Ok(())
 }
 
-/// Every index row of a database as `(table, key, hnum, idx)` (tests compare databases).
-pub fn dump_indexes(path: &Path) -> Result<BTreeMap<String, Vec<(Key, u32, u32)>>> {
+/// Index rows `(key, hnum, idx)` per table.
+pub type IndexDump = BTreeMap<String, Vec<(Key, u32, u32)>>;
+
+/// Every index row of a database, sorted per table (tests compare databases).
+pub fn dump_indexes(path: &Path) -> Result<IndexDump> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sql_err(path))?;
     let mut out = BTreeMap::new();
@@ -369,13 +395,17 @@ pub fn dump_indexes(path: &Path) -> Result<BTreeMap<String, Vec<(Key, u32, u32)>
         let rows = stmt
             .query_map([], |r| {
                 let key = match r.get_ref(0)? {
-                    rusqlite::types::ValueRef::Text(t) => Key::Text(String::from_utf8_lossy(t).into_owned()),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        Key::Text(String::from_utf8_lossy(t).into_owned())
+                    }
                     other => Key::Blob(other.as_blob().map(<[u8]>::to_vec).unwrap_or_default()),
                 };
                 Ok((key, r.get::<_, u32>(1)?, r.get::<_, u32>(2)?))
             })
             .map_err(sql_err(path))?;
-        let mut rows: Vec<(Key, u32, u32)> = rows.collect::<rusqlite::Result<_>>().map_err(sql_err(path))?;
+        let mut rows: Vec<(Key, u32, u32)> = rows
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err(path))?;
         rows.sort();
         out.insert(table.to_string(), rows);
     }

@@ -21,11 +21,23 @@ fn pkg(name: &str, version: &str, requires: &[(&str, u64, &str)]) -> Header {
         (TAG_VERSION, Type::String, s(version)),
         (TAG_RELEASE, Type::String, s("1")),
         (TAG_ARCH, Type::String, s("noarch")),
-        (TAG_SHA1HEADER, Type::String, s(&format!("sha-{name}-{version}"))),
+        (
+            TAG_SHA1HEADER,
+            Type::String,
+            s(&format!("sha-{name}-{version}")),
+        ),
         (TAG_INSTALLTID, Type::Int32, Value::Ints(vec![0x6b0f_6cf6])),
-        (TAG_PROVIDENAME, Type::StringArray, Value::Strings(vec![name.into()])),
+        (
+            TAG_PROVIDENAME,
+            Type::StringArray,
+            Value::Strings(vec![name.into()]),
+        ),
         (TAG_PROVIDEFLAGS, Type::Int32, Value::Ints(vec![8])),
-        (TAG_PROVIDEVERSION, Type::StringArray, Value::Strings(vec![format!("{version}-1")])),
+        (
+            TAG_PROVIDEVERSION,
+            Type::StringArray,
+            Value::Strings(vec![format!("{version}-1")]),
+        ),
     ];
     if !requires.is_empty() {
         let names = requires.iter().map(|r| r.0.to_string()).collect();
@@ -33,7 +45,11 @@ fn pkg(name: &str, version: &str, requires: &[(&str, u64, &str)]) -> Header {
         let versions = requires.iter().map(|r| r.2.to_string()).collect();
         entries.push((TAG_REQUIRENAME, Type::StringArray, Value::Strings(names)));
         entries.push((TAG_REQUIREFLAGS, Type::Int32, Value::Ints(flags)));
-        entries.push((TAG_REQUIREVERSION, Type::StringArray, Value::Strings(versions)));
+        entries.push((
+            TAG_REQUIREVERSION,
+            Type::StringArray,
+            Value::Strings(versions),
+        ));
     }
     Header::parse(build(&entries), Path::new("built")).unwrap()
 }
@@ -52,7 +68,13 @@ fn template() -> Db {
 fn root(dir: &Path, packages: &[(u32, &Header)], sequence: u32) -> Root {
     let db_dir = dir.join("var/lib/rpm");
     std::fs::create_dir_all(&db_dir).unwrap();
-    rpmdb::write(&template(), packages, sequence, &db_dir.join(rpmdb::SQLITE_NAME)).unwrap();
+    rpmdb::write(
+        &template(),
+        packages,
+        sequence,
+        &db_dir.join(rpmdb::SQLITE_NAME),
+    )
+    .unwrap();
     Root(dir.to_path_buf())
 }
 
@@ -67,17 +89,31 @@ fn merges_header_sets_and_numbers_like_a_rebuild() {
         pkg("base", "1.1", &[]),
         pkg("lib", "1.0", &[]),
         pkg("gone", "1.0", &[]),
-        pkg("app", "1.0", &[("lib", GE, "1.0"), ("rpmlib(X)", 1 << 24, "1"), ("gone", 0, "")]),
+        pkg(
+            "app",
+            "1.0",
+            &[
+                ("lib", GE, "1.0"),
+                ("rpmlib(X)", 1 << 24, "1"),
+                ("gone", 0, ""),
+            ],
+        ),
         pkg("applib", "2.0", &[]),
     );
     let a = root(&t.join("a"), &[(1, &base1), (2, &lib), (3, &gone)], 3);
     // New base: base upgraded (old header gone, new one at hnum 4), gone removed.
     let th = root(&t.join("t"), &[(2, &lib), (4, &base2)], 4);
     // App: installed app and applib on the old base.
-    let o = root(&t.join("o"), &[(1, &base1), (2, &lib), (3, &gone), (4, &app), (5, &applib)], 5);
+    let o = root(
+        &t.join("o"),
+        &[(1, &base1), (2, &lib), (3, &gone), (4, &app), (5, &applib)],
+        5,
+    );
     let scratch = t.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let m = merge(&a, &th, &o, ConflictChoice::Ours, &scratch).unwrap().unwrap();
+    let m = merge(&a, &th, &o, ConflictChoice::Ours, &scratch)
+        .unwrap()
+        .unwrap();
     let Serve::Content(bytes) = &m.files[0].serve else {
         panic!("first file is the database")
     };
@@ -86,8 +122,17 @@ fn merges_header_sets_and_numbers_like_a_rebuild() {
     let merged = t.join("check");
     std::fs::create_dir_all(merged.join("var/lib/rpm")).unwrap();
     std::fs::write(merged.join("var/lib/rpm/rpmdb.sqlite"), bytes).unwrap();
-    let db = rpmdb::read(&Root(merged.clone()), Path::new("var/lib/rpm"), &t.join("scratch2").tap_mkdir()).unwrap();
-    let got: Vec<(u32, String)> = db.packages.iter().map(|p| (p.hnum, p.header.nevra())).collect();
+    let db = rpmdb::read(
+        &Root(merged.clone()),
+        Path::new("var/lib/rpm"),
+        &t.join("scratch2").tap_mkdir(),
+    )
+    .unwrap();
+    let got: Vec<(u32, String)> = db
+        .packages
+        .iter()
+        .map(|p| (p.hnum, p.header.nevra()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -104,13 +149,31 @@ fn merges_header_sets_and_numbers_like_a_rebuild() {
         .map(|(k, h, i)| (format!("{k:?}"), *h, *i))
         .collect();
     // rpmlib() requires are install-time only: not indexed.
-    assert_eq!(req, [("Text(\"gone\")".into(), 5, 2), ("Text(\"lib\")".into(), 5, 0)]);
-    assert_eq!(idx["Installtid"][0].0, rpmdb::Key::Blob(0x6b0f_6cf6u32.to_le_bytes().to_vec()));
+    assert_eq!(
+        req,
+        [
+            ("Text(\"gone\")".into(), 5, 2),
+            ("Text(\"lib\")".into(), 5, 0)
+        ]
+    );
+    assert_eq!(
+        idx["Installtid"][0].0,
+        rpmdb::Key::Blob(0x6b0f_6cf6u32.to_le_bytes().to_vec())
+    );
     let r = &m.report;
     assert_eq!(r.upgraded.len(), 1);
-    assert_eq!((r.upgraded[0].old.as_str(), r.upgraded[0].new.as_str()), ("1.0-1", "1.1-1"));
+    assert_eq!(
+        (r.upgraded[0].old.as_str(), r.upgraded[0].new.as_str()),
+        ("1.0-1", "1.1-1")
+    );
     assert_eq!(r.removed.len(), 1);
-    assert_eq!(r.app_kept.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["app.noarch", "applib.noarch"]);
+    assert_eq!(
+        r.app_kept
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["app.noarch", "applib.noarch"]
+    );
     let broken: Vec<&str> = r.broken.iter().map(|b| b.relation.as_str()).collect();
     assert_eq!(broken, ["gone"], "the base removed what app requires");
 }
@@ -131,10 +194,19 @@ fn both_changed_and_app_removed() {
     let o = root(&t.join("o"), &[(3, &x3)], 3); // app upgraded x to 3 and removed y
     let scratch = t.join("s");
     std::fs::create_dir_all(&scratch).unwrap();
-    let m = merge(&a, &th, &o, ConflictChoice::Ours, &scratch).unwrap().unwrap();
+    let m = merge(&a, &th, &o, ConflictChoice::Ours, &scratch)
+        .unwrap()
+        .unwrap();
     let b = &m.report.both_changed;
     assert_eq!(b.len(), 1);
-    assert_eq!((b[0].base.as_deref(), b[0].app.as_deref(), b[0].base_vs_app.as_deref()), (Some("2-1"), Some("3-1"), Some("<")));
+    assert_eq!(
+        (
+            b[0].base.as_deref(),
+            b[0].app.as_deref(),
+            b[0].base_vs_app.as_deref()
+        ),
+        (Some("2-1"), Some("3-1"), Some("<"))
+    );
     assert_eq!(m.report.app_removed.len(), 1, "y stays removed");
 }
 
@@ -145,7 +217,9 @@ fn berkeley_db_is_reported_unsupported() {
     let r = Root(tmp.path().to_path_buf());
     let scratch = tmp.path().join("s");
     std::fs::create_dir_all(&scratch).unwrap();
-    let err = merge(&r, &r, &r, ConflictChoice::Ours, &scratch).unwrap_err().to_string();
+    let err = merge(&r, &r, &r, ConflictChoice::Ours, &scratch)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("var/lib/rpm/Packages: rpm database in the Packages format (Berkeley DB/ndb) is not supported"), "{err}");
 }
 
@@ -156,13 +230,19 @@ fn corrupt_header_in_a_database_is_an_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let conn = rusqlite::Connection::open(dir.join("rpmdb.sqlite")).unwrap();
     conn.execute_batch(SCHEMA[0]).unwrap();
-    conn.execute("INSERT INTO Packages VALUES (1, x'00000001')", []).unwrap();
+    conn.execute("INSERT INTO Packages VALUES (1, x'00000001')", [])
+        .unwrap();
     drop(conn);
     let scratch = tmp.path().join("s");
     std::fs::create_dir_all(&scratch).unwrap();
     let r = Root(tmp.path().to_path_buf());
-    let err = merge(&r, &r, &r, ConflictChoice::Ours, &scratch).unwrap_err().to_string();
-    assert!(err.contains("Packages[hnum=1]: at byte 4: header shorter than 8 bytes"), "{err}");
+    let err = merge(&r, &r, &r, ConflictChoice::Ours, &scratch)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Packages[hnum=1]: at byte 4: header shorter than 8 bytes"),
+        "{err}"
+    );
 }
 
 trait TapMkdir {
