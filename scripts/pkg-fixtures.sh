@@ -37,6 +37,9 @@ log() { echo "[pkg-fixtures] $*" >&2; }
 die() { echo "pkg-fixtures.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot, rpm --root)"
 mkdir -p "$CACHE"
+# One builder at a time per kind (parallel test binaries, other checkouts on this machine).
+exec 9>"$CACHE/.lock-$kind"
+flock 9
 
 # timed NAME CMD...: runs CMD, appends "NAME SECONDS" to $dir/timings.txt.
 timed() {

@@ -188,11 +188,11 @@ fn rebased_debian_tree_agrees_with_a_rebuild() {
     assert_eq!(
         in_root(
             &merged,
-            "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
+            "python3 -B -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
         ),
         in_root(
             &rebuild,
-            "python3 -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
+            "python3 -B -c 'import zlib, lzma, sqlite3; print(zlib.ZLIB_RUNTIME_VERSION)'"
         )
     );
 

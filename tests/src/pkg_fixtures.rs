@@ -76,23 +76,18 @@ pub fn deb_app_containerfile(from: &str, auto: &[String]) -> String {
     )
 }
 
-/// Builds the Debian app (python3 and its dependencies) FROM `from` as `tag`, offline.
-pub fn build_deb_app(podman: &Podman, fixture: &Path, from: &str, tag: &str) -> Result<()> {
+/// A fresh build context for `tag` under the store's work dir.
+fn build_context(podman: &Podman, tag: &str) -> Result<PathBuf> {
     let context = podman
         .work()
-        .join(format!("deb-app-{}", tag.replace(['/', ':'], "_")));
-    std::fs::create_dir_all(context.join("debs"))?;
-    for entry in std::fs::read_dir(fixture.join("debs"))? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, context.join("debs").join(name))?;
-        }
-    }
-    let auto = auto_packages(&fixture.join("debs"), &["python3"])?;
-    std::fs::write(
-        context.join("Containerfile"),
-        deb_app_containerfile(from, &auto),
-    )?;
+        .join(format!("pkg-{}", tag.replace(['/', ':'], "_")));
+    std::fs::create_dir_all(&context)?;
+    Ok(context)
+}
+
+/// `podman build --network none` of `context` with `containerfile` as `tag`.
+fn build_offline(podman: &Podman, context: &Path, containerfile: &str, tag: &str) -> Result<()> {
+    std::fs::write(context.join("Containerfile"), containerfile)?;
     let context = context.to_string_lossy().into_owned();
     podman.run(&[
         "build",
@@ -106,6 +101,20 @@ pub fn build_deb_app(podman: &Podman, fixture: &Path, from: &str, tag: &str) -> 
     Ok(())
 }
 
+/// Builds the Debian app (python3 and its dependencies) FROM `from` as `tag`, offline.
+pub fn build_deb_app(podman: &Podman, fixture: &Path, from: &str, tag: &str) -> Result<()> {
+    let context = build_context(podman, tag)?;
+    std::fs::create_dir_all(context.join("debs"))?;
+    for entry in std::fs::read_dir(fixture.join("debs"))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, context.join("debs").join(name))?;
+        }
+    }
+    let auto = auto_packages(&fixture.join("debs"), &["python3"])?;
+    build_offline(podman, &context, &deb_app_containerfile(from, &auto), tag)
+}
+
 /// Builds the rpm app FROM `from` as `tag`: the fixture's `layer` tar (`app-layer.tar`
 /// for the app on the old base, `rebuild-layer.tar` for the rebuild) ADDed at `/`.
 pub fn build_rpm_app(
@@ -115,27 +124,15 @@ pub fn build_rpm_app(
     from: &str,
     tag: &str,
 ) -> Result<()> {
-    let context = podman
-        .work()
-        .join(format!("rpm-app-{}", tag.replace(['/', ':'], "_")));
-    std::fs::create_dir_all(&context)?;
+    let context = build_context(podman, tag)?;
     std::fs::copy(fixture.join(layer), context.join("layer.tar"))
         .with_context(|| format!("copying {layer}"))?;
-    std::fs::write(
-        context.join("Containerfile"),
-        format!("FROM {from}\nADD layer.tar /\n"),
-    )?;
-    let context = context.to_string_lossy().into_owned();
-    podman.run(&[
-        "build",
-        "--network",
-        "none",
-        "--quiet",
-        "--tag",
-        tag,
+    build_offline(
+        podman,
         &context,
-    ])?;
-    Ok(())
+        &format!("FROM {from}\nADD layer.tar /\n"),
+        tag,
+    )
 }
 
 /// `dpkg-query -W` of an admin directory (a fixture root or a mounted image), one line

@@ -271,6 +271,43 @@ impl Stanza {
     }
 }
 
+/// The stanzas of `doc` keyed by `key`; a stanza without a key (`missing` names what it
+/// lacks) or a second stanza for a key is malformed.
+pub fn keyed<K>(
+    doc: &Document,
+    file: &Path,
+    key: impl Fn(&Stanza) -> Option<K>,
+    missing: &str,
+) -> Result<Vec<(K, Stanza)>>
+where
+    K: Clone + Eq + std::hash::Hash + std::fmt::Display,
+{
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for s in &doc.stanzas {
+        let malformed = |reason: String| Error::Malformed {
+            file: file.to_path_buf(),
+            line: s.line,
+            reason,
+        };
+        let k = key(s).ok_or_else(|| malformed(format!("stanza has no {missing}")))?;
+        if !seen.insert(k.clone()) {
+            return Err(malformed(format!("second stanza for {k}")));
+        }
+        out.push((k, s.clone()));
+    }
+    Ok(out)
+}
+
+/// Keyed stanzas as keyed texts (a stanza's identity for the 3-way merge is its content,
+/// whatever file or position it came from).
+pub fn bodies<K: Clone>(items: &[(K, Stanza)]) -> Vec<(K, String)> {
+    items
+        .iter()
+        .map(|(k, s)| (k.clone(), s.normalized()))
+        .collect()
+}
+
 /// `Package` + `Architecture`: one stanza per key (Multi-Arch: same packages have one
 /// stanza per architecture).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

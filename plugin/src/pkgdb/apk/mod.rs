@@ -7,11 +7,11 @@
 
 pub mod version;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::deb822::{Document, Stanza};
+use super::deb822::{self, bodies, Document, Stanza};
 use super::error::{io_err, Error, Result};
 use super::merge3::{self, ConflictChoice, Winner};
 use super::report::{Broken, Format, PackageReport};
@@ -32,8 +32,6 @@ fn read_installed(view: &dyn View) -> Result<Option<(Document, Keyed)>> {
     };
     let file = view.source(rel);
     let doc = Document::parse(&text, &file)?;
-    let mut seen = HashSet::new();
-    let mut keyed = Vec::new();
     for s in &doc.stanzas {
         for item in &s.items {
             if let super::deb822::Item::Field { name, raw } = item {
@@ -46,36 +44,14 @@ fn read_installed(view: &dyn View) -> Result<Option<(Document, Keyed)>> {
                 }
             }
         }
-        let name = s.get_exact("P").ok_or_else(|| Error::Malformed {
-            file: file.clone(),
-            line: s.line,
-            reason: "package stanza without P:".into(),
-        })?;
-        if !seen.insert(name.to_string()) {
-            return Err(Error::Malformed {
-                file: file.clone(),
-                line: s.line,
-                reason: format!("second stanza for package {name}"),
-            });
-        }
-        keyed.push((name.to_string(), s.clone()));
     }
+    let keyed = deb822::keyed(
+        &doc,
+        &file,
+        |s| s.get_exact("P").map(str::to_string),
+        "P: (package name)",
+    )?;
     Ok(Some((doc, keyed)))
-}
-
-#[derive(Clone)]
-struct Body(String);
-impl PartialEq for Body {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-fn bodies(items: &Keyed) -> Vec<(String, Body)> {
-    items
-        .iter()
-        .map(|(k, s)| (k.clone(), Body(s.normalized())))
-        .collect()
 }
 
 /// One scripts.tar entry.

@@ -218,7 +218,10 @@ fn malformed_installed_db() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.ends_with(":1: package stanza without P:"), "{err}");
+    assert!(
+        err.ends_with(":1: stanza has no P: (package name)"),
+        "{err}"
+    );
 }
 
 /// Generated installed databases survive parse -> write, and a self-merge is the identity.

@@ -16,8 +16,8 @@ pub mod version;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::deb822::{Document, PackageKey, Stanza};
-use super::error::{Error, Result};
+use super::deb822::{self, bodies, Document, PackageKey, Stanza};
+use super::error::Result;
 use super::merge3::{self, Case, ConflictChoice, Winner};
 use super::report::{Broken, Format, PackageReport};
 use super::view::{self, View};
@@ -44,24 +44,7 @@ pub struct StatusDb {
 }
 
 fn keyed(doc: &Document, file: &Path) -> Result<Vec<(PackageKey, Stanza)>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for s in &doc.stanzas {
-        let key = s.package_key().ok_or_else(|| Error::Malformed {
-            file: file.to_path_buf(),
-            line: s.line,
-            reason: "stanza has no Package field".into(),
-        })?;
-        if !seen.insert(key.clone()) {
-            return Err(Error::Malformed {
-                file: file.to_path_buf(),
-                line: s.line,
-                reason: format!("second stanza for {key}"),
-            });
-        }
-        out.push((key, s.clone()));
-    }
-    Ok(out)
+    deb822::keyed(doc, file, Stanza::package_key, "Package field")
 }
 
 fn read_doc(view: &dyn View, rel: &Path) -> Result<Option<Document>> {
@@ -102,22 +85,6 @@ pub fn read_status(view: &dyn View) -> Result<Option<StatusDb>> {
         stanzas,
         journal: folded,
     }))
-}
-
-/// Compares stanzas by content, whatever file they came from.
-#[derive(Clone)]
-struct Body(String);
-impl PartialEq for Body {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-fn bodies(items: &[(PackageKey, Stanza)]) -> Vec<(PackageKey, Body)> {
-    items
-        .iter()
-        .map(|(k, s)| (k.clone(), Body(s.normalized())))
-        .collect()
 }
 
 /// dpkg writes `status` sorted by package name, then architecture.
@@ -273,12 +240,11 @@ fn merge_admin_files(
 ) -> Result<Vec<Served>> {
     let mut files = Vec::new();
     let text = |v: &dyn View, rel: &Path| -> Result<Option<String>> { view::read_text(v, rel) };
+    let read3 = |rel: &Path| -> Result<(Option<String>, Option<String>, Option<String>)> {
+        Ok((text(ancestor, rel)?, text(theirs, rel)?, text(ours, rel)?))
+    };
     let diversions = Path::new("var/lib/dpkg/diversions");
-    let (a, t, o) = (
-        text(ancestor, diversions)?,
-        text(theirs, diversions)?,
-        text(ours, diversions)?,
-    );
+    let (a, t, o) = read3(diversions)?;
     if t.is_some() || o.is_some() {
         let (merged, _) = admin::merge_diversions(
             a.as_deref().unwrap_or(""),
@@ -294,11 +260,7 @@ fn merge_admin_files(
         files.push(Served::content(diversions, merged));
     }
     let statoverride = Path::new("var/lib/dpkg/statoverride");
-    let (a, t, o) = (
-        text(ancestor, statoverride)?,
-        text(theirs, statoverride)?,
-        text(ours, statoverride)?,
-    );
+    let (a, t, o) = read3(statoverride)?;
     if t.is_some() || o.is_some() {
         for (v, content) in [(ancestor, &a), (theirs, &t), (ours, &o)] {
             if let Some(c) = content {

@@ -224,28 +224,17 @@ impl Header {
 
     /// `(name, flags, version)` of each Requires.
     pub fn requires(&self) -> Vec<(String, u64, String)> {
-        let names = self.strings(TAG_REQUIRENAME);
-        let flags = self.ints(TAG_REQUIREFLAGS);
-        let versions = self.strings(TAG_REQUIREVERSION);
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    n.clone(),
-                    flags.get(i).copied().unwrap_or(0),
-                    versions.get(i).cloned().unwrap_or_default(),
-                )
-            })
-            .collect()
+        self.dependencies(TAG_REQUIRENAME, TAG_REQUIREFLAGS, TAG_REQUIREVERSION)
     }
 
     /// `(name, flags, version)` of each Provides.
     pub fn provides(&self) -> Vec<(String, u64, String)> {
-        let names = self.strings(TAG_PROVIDENAME);
-        let flags = self.ints(TAG_PROVIDEFLAGS);
-        let versions = self.strings(TAG_PROVIDEVERSION);
-        names
+        self.dependencies(TAG_PROVIDENAME, TAG_PROVIDEFLAGS, TAG_PROVIDEVERSION)
+    }
+
+    fn dependencies(&self, names: u32, flags: u32, versions: u32) -> Vec<(String, u64, String)> {
+        let (flags, versions) = (self.ints(flags), self.strings(versions));
+        self.strings(names)
             .iter()
             .enumerate()
             .map(|(i, n)| {
