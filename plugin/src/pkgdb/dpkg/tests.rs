@@ -319,9 +319,26 @@ fn extended_states_admin_files_and_info() {
             write(root, &format!("{}/{f}", info::INFO_DIR), "x\n");
         }
     }
+    // status-old and available merge like status (no journal).
+    write(&tr.a.0, "var/lib/dpkg/status-old", &status(&a));
+    write(&tr.t.0, "var/lib/dpkg/status-old", &status(&t));
+    write(&tr.o.0, "var/lib/dpkg/status-old", &status(&o));
+    write(
+        &tr.o.0,
+        "var/lib/dpkg/available",
+        "Package: py\nVersion: 3\n",
+    );
     let m = merge(&tr.a, &tr.t, &tr.o, ConflictChoice::Ours)
         .unwrap()
         .unwrap();
+    assert_eq!(
+        content(&m, "var/lib/dpkg/status-old"),
+        status(&[o[2].clone(), t[0].clone()])
+    );
+    assert_eq!(
+        content(&m, "var/lib/dpkg/available"),
+        "Package: py\nVersion: 3\n"
+    );
     assert_eq!(
         content(&m, EXTENDED_STATES),
         format!("{es}\nPackage: newdep\nArchitecture: all\nAuto-Installed: 1\n\nPackage: py-dep\nArchitecture: amd64\nAuto-Installed: 1\n")
