@@ -1,9 +1,9 @@
 //! The overlay state shared by all request threads: the current stack, the node table,
-//! open handles, and node resolution (re-done lazily when the stack generation changes).
+//! open handles, and node resolution (re-done lazily when the stack generation changes
+//! or the descriptor budget evicted the cached one).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +11,7 @@ use fuser::{Errno, FileAttr, Notifier};
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::OverlayConfig;
+use crate::fdbudget::{FdBudget, HeldFd};
 use crate::idmap::{self, IdMapper};
 use crate::inode::{BackingFile, Node, NodeTable, ROOT_ID};
 use crate::layer::Stack;
@@ -34,7 +35,7 @@ pub const NAME_MAX: usize = 255;
 pub enum Handle {
     File {
         /// Swapped to the upper copy when the file is copied up while open.
-        fd: RwLock<Arc<OwnedFd>>,
+        fd: RwLock<Arc<HeldFd>>,
         node: u64,
         /// Served through this daemon (not passthrough).
         cached: bool,
@@ -72,10 +73,6 @@ pub struct Overlay {
     /// Names answered "absent" with a cacheable negative entry, to invalidate on a
     /// stack swap (bounded; past the bound negative entries are not cached).
     pub negative: Mutex<std::collections::HashSet<(u64, OsString)>>,
-    /// Layer fds held by cached node resolutions (approximate), and the budget past
-    /// which cached resolutions are dropped (they are recomputed from the parent).
-    cached_fds: std::sync::atomic::AtomicUsize,
-    fd_budget: usize,
 }
 
 const NEGATIVE_CAP: usize = 200_000;
@@ -85,10 +82,11 @@ const HANDLE_SHARDS: usize = 16;
 impl Overlay {
     pub fn new(config: OverlayConfig, stack: Stack) -> std::io::Result<Overlay> {
         let root = lookup::resolve_root(&stack)?;
+        let budget = FdBudget::for_process(config.threads.max(1));
         let ov = Overlay {
             ids: IdMapper::new(&config),
             config,
-            nodes: NodeTable::new(),
+            nodes: NodeTable::new(budget),
             handles: (0..HANDLE_SHARDS)
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
@@ -98,12 +96,6 @@ impl Overlay {
             notifier: OnceLock::new(),
             tmp_counter: AtomicU64::new(0),
             negative: Mutex::new(std::collections::HashSet::new()),
-            cached_fds: std::sync::atomic::AtomicUsize::new(0),
-            fd_budget: {
-                // Half the descriptors for cached layer fds; open files need the rest.
-                let limit = sys::raise_nofile();
-                usize::try_from(limit / 2).unwrap_or(usize::MAX).max(64)
-            },
             stack: RwLock::new(Arc::new(stack)),
         };
         let stack = ov.stack();
@@ -133,17 +125,18 @@ impl Overlay {
     }
 
     fn resolve_in(&self, stack: &Stack, node: &Node, depth: usize) -> Res<Arc<Resolved>> {
-        let (parent, name) = {
+        let (parent, name, others) = {
             let s = node.state.lock();
             if let Some(r) = &s.res {
                 if r.generation == stack.generation {
+                    node.slot.touch();
                     return Ok(r.clone());
                 }
             }
             if s.unlinked {
                 return Err(Errno::ENOENT);
             }
-            (s.parent, s.name.clone())
+            (s.parent, s.name.clone(), s.names.clone())
         };
         if depth > 4096 {
             return Err(Errno::ELOOP);
@@ -151,41 +144,34 @@ impl Overlay {
         let res = if node.id == ROOT_ID {
             lookup::resolve_root(stack).map_err(errno)?
         } else {
-            let p = self.node(parent)?;
-            let pres = self.resolve_in(stack, &p, depth + 1)?;
-            match lookup::lookup_child(stack, &pres, &name).map_err(errno)? {
-                Some(r) => r,
-                None => return Err(Errno::ENOENT),
-            }
+            // The name it was last seen by; another known name of a hard link if the
+            // kernel has forgotten that one's parent.
+            let (pnode, pname) = match self.node(parent) {
+                Ok(p) => (p, name),
+                Err(e) => others
+                    .into_iter()
+                    .find_map(|(p, n)| self.node(p).ok().map(|p| (p, n)))
+                    .ok_or(e)?,
+            };
+            let pres = self.resolve_in(stack, &pnode, depth + 1)?;
+            self.retry_on_emfile(|| lookup::lookup_child(stack, &pres, &pname).map_err(errno))?
+                .ok_or(Errno::ENOENT)?
         };
         let res = Arc::new(res);
-        node.state.lock().res = Some(res.clone());
-        self.account_fds(res.entries.len());
+        self.nodes.cache(node, res.clone());
         Ok(res)
     }
 
-    /// Counts fds newly held by a cached resolution; past the budget, drops every
-    /// droppable cached resolution so their fds close.
-    pub fn account_fds(&self, n: usize) {
-        let before = self.cached_fds.fetch_add(n, Ordering::Relaxed);
-        if before + n <= self.fd_budget {
-            return;
-        }
-        self.cached_fds.store(0, Ordering::Relaxed);
-        let mut dropped = 0usize;
-        for node in self.nodes.all() {
-            if node.id == ROOT_ID {
-                continue;
+    /// Runs `f` again after dropping cached resolutions when it ran out of descriptors
+    /// (the budget is an estimate; the limit is what counts).
+    pub fn retry_on_emfile<T>(&self, f: impl Fn() -> Res<T>) -> Res<T> {
+        match f() {
+            Err(e) if e == Errno::EMFILE || e == Errno::ENFILE => {
+                self.nodes.shed();
+                f()
             }
-            let mut s = node.state.lock();
-            if !s.unlinked && s.res.take().is_some() {
-                dropped += 1;
-            }
+            r => r,
         }
-        tracing::debug!(
-            "fd budget {} reached: dropped {dropped} cached resolutions",
-            self.fd_budget
-        );
     }
 
     /// Drops a node's cached resolution (after the layers under it changed).
@@ -269,18 +255,17 @@ impl Overlay {
         if !pres.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let res = lookup::lookup_child(&stack, &pres, name)
-            .map_err(errno)?
+        let res = self
+            .retry_on_emfile(|| lookup::lookup_child(&stack, &pres, name).map_err(errno))?
             .ok_or(Errno::ENOENT)?;
         let identity = res.identity(&stack);
         let res = Arc::new(res);
         let node = self
             .nodes
             .lookup(identity, parent.id, &name.to_os_string(), res.clone(), true);
-        // The node may keep another resolution (a copied-up hard link); a concurrent
-        // fd-budget sweep may have dropped it: then this lookup's own applies.
+        // The node may keep another resolution (a copied-up hard link); an eviction may
+        // have dropped it already: then this lookup's own applies.
         let res = node.state.lock().res.clone().unwrap_or(res);
-        self.account_fds(res.entries.len());
         // The entry was just stat'ed by the lookup itself.
         let attr = match res.top() {
             Some(top) => self.attr_from_stat(&node, &res, &top.st),
@@ -375,7 +360,7 @@ impl Overlay {
             if let Ok(h) = self.handle(fh) {
                 if let Handle::File { fd, .. } = &*h {
                     match sys::reopen(upper, libc::O_RDONLY) {
-                        Ok(f) => *fd.write() = Arc::new(f),
+                        Ok(f) => *fd.write() = Arc::new(HeldFd::new(f)),
                         Err(e) => tracing::warn!("reopening handle {fh} after copy-up: {e}"),
                     }
                 }
@@ -389,7 +374,7 @@ impl Overlay {
         format!("#rebasefs.{}.{n}", std::process::id()).into()
     }
 
-    pub fn work(&self, stack: &Stack) -> Res<Arc<OwnedFd>> {
+    pub fn work(&self, stack: &Stack) -> Res<Arc<HeldFd>> {
         stack.work.clone().ok_or(Errno::EROFS)
     }
 
@@ -408,7 +393,7 @@ impl Overlay {
         self.nodes.all()
     }
 
-    pub fn root_fd_for_statfs(&self) -> Option<Arc<OwnedFd>> {
+    pub fn root_fd_for_statfs(&self) -> Option<Arc<HeldFd>> {
         let stack = self.stack();
         stack.layers.first().map(|l| l.root.clone())
     }

@@ -18,6 +18,7 @@ use fuser::{
 use tracing::debug;
 
 use crate::core::{errno, Handle, Overlay, Res};
+use crate::fdbudget::HeldFd;
 use crate::inode::{BackingFile, Node};
 use crate::lookup;
 use crate::ops::{Caller, NewKind};
@@ -145,7 +146,7 @@ impl Fs {
         }
         let cached = backing.is_none();
         let fh = self.ov.add_handle(Handle::File {
-            fd: parking_lot::RwLock::new(Arc::new(fd)),
+            fd: parking_lot::RwLock::new(Arc::new(HeldFd::new(fd))),
             node: node.id,
             cached,
             backing: backing.clone(),
@@ -178,12 +179,16 @@ impl Fs {
             return Err(Errno::EISDIR);
         }
         let keep = !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_APPEND);
-        let fd = sys::reopen(top.fd(), flags & keep).map_err(errno)?;
+        // An open file holds its fd for as long as it is open: cached resolutions give way.
+        self.ov.nodes.reserve_fds(1);
+        let fd = self
+            .ov
+            .retry_on_emfile(|| sys::reopen(top.fd(), flags & keep).map_err(errno))?;
         let upper = res.upper(&self.ov.stack()).is_some();
         Ok((node, fd, upper))
     }
 
-    fn file_fd<T>(&self, fh: FileHandle, f: impl FnOnce(&OwnedFd) -> Res<T>) -> Res<T> {
+    fn file_fd<T>(&self, fh: FileHandle, f: impl FnOnce(&HeldFd) -> Res<T>) -> Res<T> {
         let h = self.ov.handle(fh.0)?;
         match &*h {
             Handle::File { fd, .. } => {
@@ -874,6 +879,7 @@ impl Filesystem for Fs {
     ) {
         let r = (|| {
             let p = self.ov.node(parent.0)?;
+            self.ov.nodes.reserve_fds(1);
             let (node, attr, fd) = self.ov.create_entry(
                 &p,
                 name,

@@ -6,6 +6,10 @@
 //! Copied-up files keep their origin's number through an upper→origin map that lives
 //! as long as the mount. Collisions (a reused upper inode number while the old node is
 //! still known) fall back to numbers allocated from a reserved range.
+//!
+//! Cached resolutions hold layer fds; the table admits each one to the descriptor
+//! budget ([`FdBudget`]), which evicts the least recently used when the process holds
+//! too many. A node without a cached resolution is resolved again on use.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -14,6 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::fdbudget::{CacheSlot, FdBudget};
 use crate::lookup::Resolved;
 
 pub const ROOT_ID: u64 = 1;
@@ -83,6 +88,8 @@ pub struct Node {
     pub state: Mutex<NodeState>,
     /// Serialises copy-up and passthrough backing setup of this node.
     pub io: Mutex<NodeIo>,
+    /// Where the cached resolution stands for eviction.
+    pub slot: CacheSlot,
 }
 
 /// Hard-link bookkeeping of one lower file, kept for the whole mount (nodes come and
@@ -142,7 +149,7 @@ impl Node {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeTable {
     shards: Vec<RwLock<HashMap<u64, Arc<Node>>>>,
     aliases: Mutex<HashMap<(u64, u64), u64>>,
@@ -150,11 +157,13 @@ pub struct NodeTable {
     origins: RwLock<HashMap<(u64, u64), (u64, u64)>>,
     next_alloc: AtomicU64,
     links: Mutex<HashMap<(u64, u64), LinkCount>>,
+    budget: FdBudget,
 }
 
 impl NodeTable {
-    pub fn new() -> Self {
+    pub fn new(budget: FdBudget) -> Self {
         Self {
+            budget,
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             aliases: Mutex::new(HashMap::new()),
             devs: Mutex::new(Vec::new()),
@@ -272,6 +281,7 @@ impl NodeTable {
                 names: Vec::new(),
             }),
             io: Mutex::new(NodeIo::default()),
+            slot: CacheSlot::default(),
         });
         self.shard(ROOT_ID).write().insert(ROOT_ID, node);
     }
@@ -297,6 +307,7 @@ impl NodeTable {
                     if count_lookup {
                         n.lookups.fetch_add(1, Ordering::AcqRel);
                     }
+                    n.slot.touch();
                     if n.id != ROOT_ID {
                         let mut s = n.state.lock();
                         s.parent = parent;
@@ -316,6 +327,8 @@ impl NodeTable {
                         }
                         s.unlinked = false;
                         s.add_name(parent, name);
+                        drop(s);
+                        self.admit(&n);
                     }
                     return n;
                 }
@@ -337,12 +350,37 @@ impl NodeTable {
                             names: vec![(parent, name.clone())],
                         }),
                         io: Mutex::new(NodeIo::default()),
+                        slot: CacheSlot::default(),
                     });
                     shard.insert(id, n.clone());
+                    drop(shard);
+                    self.admit(&n);
                     return n;
                 }
             }
         }
+    }
+
+    /// Caches `res` as `node`'s resolution (counted against the descriptor budget).
+    pub fn cache(&self, node: &Node, res: Arc<Resolved>) {
+        node.state.lock().res = Some(res);
+        self.admit(node);
+    }
+
+    /// Admits `node`'s cached resolution to the budget; may evict others'. No node lock
+    /// may be held by the caller.
+    fn admit(&self, node: &Node) {
+        self.budget.admit(node, |id| self.get(id));
+    }
+
+    /// Makes room in the descriptor budget for `n` more held fds (open files).
+    pub fn reserve_fds(&self, n: usize) {
+        self.budget.reserve(n, |id| self.get(id));
+    }
+
+    /// Drops cached resolutions after a request ran out of descriptors.
+    pub fn shed(&self) {
+        self.budget.shed(|id| self.get(id));
     }
 
     /// Drops `n` kernel lookups of node `id`; removes it when none remain.
@@ -394,7 +432,7 @@ mod tests {
 
     #[test]
     fn ids_stable_and_collisions_allocated() {
-        let t = NodeTable::new();
+        let t = NodeTable::new(FdBudget::with_cap(64));
         // First device: the plain inode number; another device: index in the top bits.
         assert_eq!(t.id_for((10, 500)), 500);
         assert_eq!(t.id_for((11, 500)), 500 | (1 << 56));

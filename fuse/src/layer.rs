@@ -5,7 +5,7 @@
 //! the stack has been replaced.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 
 use crate::config::StackSpec;
 use crate::dirindex::DirIndex;
+use crate::fdbudget::HeldFd;
 use crate::sys;
 
 /// One layer root.
@@ -22,7 +23,7 @@ use crate::sys;
 #[allow(dead_code)] // path and dev are kept for diagnostics
 pub struct Layer {
     pub path: PathBuf,
-    pub root: Arc<OwnedFd>,
+    pub root: Arc<HeldFd>,
     pub dev: u64,
     /// Hash of the layer's canonical path: names this layer in hard-link index keys.
     pub key: u64,
@@ -35,10 +36,10 @@ pub struct Stack {
     /// Upper first (if any), then lowers top first.
     pub layers: Vec<Layer>,
     pub has_upper: bool,
-    pub work: Option<Arc<OwnedFd>>,
+    pub work: Option<Arc<HeldFd>>,
     /// `work/rebasefs-index`: one link per copied-up lower hard link, named by its
     /// origin, so every lower name of it reaches the copy (kernel overlay `index=on`).
-    pub link_index: Option<Arc<OwnedFd>>,
+    pub link_index: Option<Arc<HeldFd>>,
     /// Name indexes of lower-layer directories, keyed by (dev, ino).
     indexes: RwLock<HashMap<(u64, u64), Arc<DirIndex>>>,
     index_weight: std::sync::atomic::AtomicUsize,
@@ -55,7 +56,7 @@ fn open_layer(path: &std::path::Path) -> io::Result<Layer> {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(Layer {
         path: path.to_path_buf(),
-        root: Arc::new(root),
+        root: Arc::new(HeldFd::new(root)),
         dev: st.st_dev,
         key: fnv1a(canonical.as_os_str().as_encoded_bytes()),
     })
@@ -79,7 +80,9 @@ impl Stack {
             layers.push(open_layer(l).map_err(|e| ctx(e, l))?);
         }
         let work = match (&spec.work, has_upper) {
-            (Some(w), true) => Some(Arc::new(sys::open_root(w).map_err(|e| ctx(e, w))?)),
+            (Some(w), true) => Some(Arc::new(HeldFd::new(
+                sys::open_root(w).map_err(|e| ctx(e, w))?,
+            ))),
             _ => None,
         };
         let link_index = match &work {
@@ -90,7 +93,7 @@ impl Stack {
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                Some(Arc::new(sys::open_path_at(w.as_fd(), name)?))
+                Some(Arc::new(HeldFd::new(sys::open_path_at(w.as_fd(), name)?)))
             }
             None => None,
         };

@@ -30,6 +30,7 @@ pub mod config;
 mod copyup;
 mod core;
 mod dirindex;
+mod fdbudget;
 mod fs;
 mod idmap;
 mod inode;

@@ -6,11 +6,12 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
 
 use crate::dirindex::{DirIndex, Probe};
+use crate::fdbudget::HeldFd;
 use crate::layer::Stack;
 use crate::sys::{self, Stat};
 use crate::whiteout;
@@ -20,7 +21,7 @@ use crate::whiteout;
 pub struct LayerEntry {
     pub layer: usize,
     /// `O_PATH|O_NOFOLLOW` fd of the entry in that layer.
-    pub fd: Arc<OwnedFd>,
+    pub fd: Arc<HeldFd>,
     pub st: Stat,
     /// This directory's name index (lower layers), fetched once.
     pub index: OnceLock<Option<Arc<DirIndex>>>,
@@ -38,7 +39,7 @@ impl LayerEntry {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-    pub fn new(layer: usize, fd: Arc<OwnedFd>, st: Stat) -> Self {
+    pub fn new(layer: usize, fd: Arc<HeldFd>, st: Stat) -> Self {
         LayerEntry {
             layer,
             fd,
@@ -156,7 +157,7 @@ fn parse_redirect(v: &[u8]) -> Option<Redirect> {
 
 /// Walks `comps` (all but the last) from a layer root without following symlinks;
 /// returns the containing directory fd, or None when the path is not there.
-fn walk_dirs(root: &Arc<OwnedFd>, comps: &[Vec<u8>]) -> io::Result<Option<Arc<OwnedFd>>> {
+fn walk_dirs(root: &Arc<HeldFd>, comps: &[Vec<u8>]) -> io::Result<Option<Arc<HeldFd>>> {
     let mut cur = root.clone();
     for c in comps {
         let name = OsStr::from_bytes(c);
@@ -168,7 +169,7 @@ fn walk_dirs(root: &Arc<OwnedFd>, comps: &[Vec<u8>]) -> io::Result<Option<Arc<Ow
         if !is_dir(&st) {
             return Ok(None);
         }
-        cur = Arc::new(sys::open_path_at(cur.as_fd(), name)?);
+        cur = Arc::new(HeldFd::new(sys::open_path_at(cur.as_fd(), name)?));
     }
     Ok(Some(cur))
 }
@@ -226,7 +227,7 @@ impl Builder<'_> {
                 let key = self.stack.link_key(layer, st.st_ino);
                 if let Ok(ifd) = sys::open_path_at(ix.as_fd(), &key) {
                     let ist = sys::stat_fd(ifd.as_fd())?;
-                    let mut e = LayerEntry::new(0, Arc::new(ifd), ist);
+                    let mut e = LayerEntry::new(0, Arc::new(HeldFd::new(ifd)), ist);
                     e.indexed = true;
                     e.lower_nlink = st.st_nlink as u32;
                     self.entries.push(e);
@@ -247,7 +248,7 @@ impl Builder<'_> {
                 self.redirect = Some((layer, r));
             }
         }
-        let mut e = LayerEntry::new(layer, Arc::new(fd), st);
+        let mut e = LayerEntry::new(layer, Arc::new(HeldFd::new(fd)), st);
         if !dir_entry && st.st_nlink > 1 && !self.stack.is_upper(layer) {
             e.lower_nlink = st.st_nlink as u32;
         }

@@ -165,7 +165,7 @@ fn mount_fuse(config: &OverlayConfig, mountpoint: &Path) -> Result<std::os::fd::
 
 impl Mount {
     /// Validates `config` and mounts it at `mountpoint`; the mount is live on return.
-    pub fn new(config: OverlayConfig, mountpoint: &Path) -> Result<Mount, Error> {
+    pub fn new(mut config: OverlayConfig, mountpoint: &Path) -> Result<Mount, Error> {
         validate(&config)?;
         let md = std::fs::metadata(mountpoint).map_err(|e| Error::BadMountpoint {
             path: mountpoint.to_path_buf(),
@@ -189,6 +189,8 @@ impl Mount {
         } else {
             config.threads
         };
+        // The descriptor budget reserves fds per request thread.
+        config.threads = threads;
         let mut fuse_config = Config::default();
         fuse_config.acl = if config.allow_other {
             SessionACL::All

@@ -1,13 +1,15 @@
 //! The mount-program contract of the built binary (`REBASEFS_BIN`, default the workspace's
 //! rebasefs), driven the way containers-storage and people drive it: exit 0 only once the
 //! mount is live; bad input is one line on stderr, exit 2, nothing mounted, no daemon left;
-//! both lower path forms, escapes and quoting; every unmount style ends the daemon.
+//! both lower path forms, escapes and quoting; every unmount style ends the daemon;
+//! the daemon's descriptors stay bounded however many files the kernel caches.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use rebasefs_tests::diff::sys::{hard_nofile, limit_nofile_in_child};
 use rebasefs_tests::podman::host::{self, CommandOutput};
 use rebasefs_tests::podman::mount_program;
 
@@ -57,9 +59,29 @@ impl Scratch {
 
     /// Runs the mount program with `args` in `cwd`.
     fn run(&self, args: &[&str], cwd: &Path) -> Result<CommandOutput> {
+        self.run_limited(args, cwd, None)
+    }
+
+    /// [`Scratch::run`] with RLIMIT_NOFILE (soft = hard) set to `nofile` for the program
+    /// and so for its daemon.
+    fn run_limited(&self, args: &[&str], cwd: &Path, nofile: Option<u64>) -> Result<CommandOutput> {
         let mut command = Command::new(&self.bin);
         command.args(args).current_dir(cwd);
+        if let Some(limit) = nofile {
+            limit_nofile_in_child(&mut command, limit);
+        }
         host::run_with_timeout(command, Duration::from_secs(30), &self.path("out"))
+    }
+
+    /// Descriptors the (single) daemon serving this scratch tree has open.
+    fn daemon_fds(&self) -> Result<usize> {
+        let daemons = self.daemons();
+        let [daemon] = daemons.as_slice() else {
+            bail!("expected one daemon, found {daemons:?}");
+        };
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", daemon.pid))
+            .context("listing the daemon's descriptors")?
+            .count())
     }
 
     fn mounts(&self) -> Vec<host::MountEntry> {
@@ -388,5 +410,105 @@ fn no_upperdir_is_read_only() -> Result<()> {
         ),
     }
     run_tool("fusermount3", &["-u", &mnt])?;
+    scratch.assert_nothing_left()
+}
+
+/// Creates `dir/t{from..to}` through the mount, each closed again, as a container
+/// creating many files does (the kernel keeps every new inode cached).
+fn create_files(dir: &Path, from: usize, to: usize, content: bool) -> Result<()> {
+    for i in from..to {
+        let path = dir.join(format!("t{i}"));
+        let text = if content {
+            format!("file {i}\n")
+        } else {
+            String::new()
+        };
+        std::fs::write(&path, text).with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Under the RLIMIT_NOFILE the issue met (20,000), 100,000 created files (each kept in the
+/// kernel's inode cache) do not exhaust the daemon's descriptors: a lower file stays
+/// readable, the daemon stays below its limit. (It used to hold one fd per cached inode and
+/// answered EMFILE to everything from about 20,000 files on.)
+#[test]
+fn descriptors_stay_bounded_with_100k_cached_inodes() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let limit = hard_nofile()
+        .map_err(std::io::Error::from_raw_os_error)?
+        .min(20_000);
+    let options = scratch.rw_options();
+    let mnt = scratch.mnt();
+    let output = scratch.run_limited(
+        &["-o", &options, &mnt.display().to_string()],
+        Path::new("/"),
+        Some(limit),
+    )?;
+    ensure!(output.success(), "mount failed: {output:?}");
+    let mut held = Vec::new();
+    for (from, to) in [(0, 30_000), (30_000, 100_000)] {
+        create_files(&mnt, from, to, false)?;
+        assert_eq!(
+            read(&mnt.join("base.txt"))?,
+            "base\n",
+            "lower file after {to} files"
+        );
+        let fds = scratch.daemon_fds()?;
+        eprintln!("daemon holds {fds} descriptors after {to} created files (limit {limit})");
+        ensure!(
+            fds < limit as usize,
+            "{fds} descriptors open, limit {limit}"
+        );
+        held.push(fds);
+    }
+    let names = std::fs::read_dir(&mnt)?.count();
+    ensure!(names == 100_000 + 3, "readdir shows {names} names");
+    for i in (0..100_000).step_by(997) {
+        std::fs::metadata(mnt.join(format!("t{i}")))?;
+    }
+    run_tool("fusermount3", &["-u", &mnt.display().to_string()])?;
+    scratch.assert_nothing_left()
+}
+
+/// A daemon started with RLIMIT_NOFILE 64 serves 5,000 files: create, then stat and read
+/// every one, with a few files held open meanwhile (open files need an fd each; cached
+/// resolutions give way). It used to fail after about 50 files.
+#[test]
+fn daemon_under_nofile_64_serves_5000_files() -> Result<()> {
+    const LIMIT: u64 = 64;
+    let scratch = Scratch::new()?;
+    let options = scratch.rw_options();
+    let mnt = scratch.mnt();
+    let output = scratch.run_limited(
+        &["-o", &options, &mnt.display().to_string()],
+        Path::new("/"),
+        Some(LIMIT),
+    )?;
+    ensure!(output.success(), "mount failed: {output:?}");
+    create_files(&mnt, 0, 5_000, true)?;
+    let kept_open: Vec<std::fs::File> = (0..8)
+        .map(|i| std::fs::File::open(mnt.join(format!("t{i}"))))
+        .collect::<std::io::Result<_>>()
+        .context("holding files open")?;
+    for i in 0..5_000 {
+        let path = mnt.join(format!("t{i}"));
+        let md = std::fs::metadata(&path).with_context(|| format!("stat {}", path.display()))?;
+        ensure!(md.is_file(), "{} is not a file", path.display());
+        ensure!(
+            read(&path)? == format!("file {i}\n"),
+            "{} has other content",
+            path.display()
+        );
+    }
+    assert_eq!(read(&mnt.join("shadowed.txt"))?, "lower1\n");
+    let fds = scratch.daemon_fds()?;
+    eprintln!("daemon holds {fds} descriptors under RLIMIT_NOFILE {LIMIT}");
+    ensure!(
+        fds <= LIMIT as usize,
+        "{fds} descriptors open, limit {LIMIT}"
+    );
+    drop(kept_open);
+    run_tool("fusermount3", &["-u", &mnt.display().to_string()])?;
     scratch.assert_nothing_left()
 }

@@ -5,7 +5,8 @@
 //!
 //! Environment: `DIFF_SEED` (decimal or 0x-hex; default time-based), `DIFF_OPS` (count),
 //! `DIFF_KEEP_GOING=1` (collect all divergences instead of stopping at the first),
-//! `DIFF_MINIMISE_SECS` (time for shrinking a failure, default 60, 0 = off),
+//! `DIFF_MINIMISE_SECS` (time for shrinking a failure, default 60, 0 = off), `DIFF_NOFILE`
+//! (the mount program's RLIMIT_NOFILE, to exercise eviction of cached resolutions),
 //! `REBASEFS_BIN` (the mount program). Needs root.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,11 +43,18 @@ fn random_ops() {
     let keep_going = std::env::var_os("DIFF_KEEP_GOING").is_some();
     let budget = Duration::from_secs(env_u64("DIFF_MINIMISE_SECS").unwrap_or(60));
     let mut setup = Setup::new(standard());
+    // `DIFF_NOFILE=64`: the mount program runs with that RLIMIT_NOFILE, so nearly every
+    // cached resolution is evicted and redone from its parent.
+    setup.candidate_nofile = env_u64("DIFF_NOFILE");
     // Which candidate layer gets which whiteout encoding also depends on the seed.
     let rotation = (seed % setup.candidate_encodings.len().max(1) as u64) as usize;
     setup.candidate_encodings.rotate_left(rotation);
+    let nofile = setup
+        .candidate_nofile
+        .map(|n| format!("DIFF_NOFILE={n} "))
+        .unwrap_or_default();
     let repro = format!(
-        "DIFF_SEED={seed} DIFF_OPS={count} REBASEFS_BIN={} cargo test -p rebasefs-tests --test random_ops -- --nocapture",
+        "DIFF_SEED={seed} DIFF_OPS={count} {nofile}REBASEFS_BIN={} cargo test -p rebasefs-tests --test random_ops -- --nocapture",
         setup.bin.display()
     );
     eprintln!(

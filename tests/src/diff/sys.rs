@@ -434,6 +434,17 @@ pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     check(unsafe { libc::kill(pid, sig) }).map(|_| ())
 }
 
+/// This process's hard RLIMIT_NOFILE.
+pub fn hard_nofile() -> SysResult<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointer to an rlimit.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) })?;
+    Ok(rl.rlim_max)
+}
+
 /// Makes `cmd`'s process start with RLIMIT_NOFILE soft = hard = `limit` (so a daemon that
 /// holds one descriptor per node runs out on a tree of moderate size).
 pub fn limit_nofile_in_child(cmd: &mut std::process::Command, limit: u64) {
