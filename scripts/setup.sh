@@ -13,10 +13,11 @@ set -euo pipefail
 # python3: the hostile-socket test serves a forged control socket as `nobody` with it.
 # debootstrap, rpm (rpm, rpmbuild, rpmdb), diffutils (cmp):
 # the package-database fixtures (scripts/pkg-fixtures.sh) and the real-rpm/-dpkg checks.
+# e2fsprogs (mkfs.ext4), mount (loop mounts): the differential suite's ext4 upper layer.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl python3
-  debootstrap rpm diffutils
+  debootstrap rpm diffutils e2fsprogs mount
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -245,6 +245,15 @@ pub fn get_xattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>
     }
 }
 
+/// Whether the filesystem of the inode behind `fd` has xattrs at all (listxattr does
+/// not answer EOPNOTSUPP).
+pub fn xattrs_supported(fd: BorrowedFd<'_>) -> bool {
+    let p = proc_path(fd);
+    // SAFETY: valid C string; a null buffer of size 0 only asks for the list's size.
+    let r = unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+    !matches!(xattr_result(r), Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP))
+}
+
 /// Lists xattr names of the inode behind `fd`.
 pub fn list_xattr(fd: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let p = proc_path(fd);

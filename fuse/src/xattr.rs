@@ -124,11 +124,26 @@ impl Overlay {
     }
 }
 
-/// Copies user-visible xattrs from `src` to `dst` (copy-up). Failures on individual
-/// names (e.g. `security.*` the upper refuses) are logged, not fatal. Overlay markers
-/// of a lower directory (`user.overlay.*` included) stay behind: they describe the
-/// lower layer, not the copy.
+/// Names a copy-up must carry over even where the upper says EOPNOTSUPP (the kernel's
+/// `ovl_must_copy_xattr`): POSIX ACLs and `security.*`.
+fn must_copy(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b == b"system.posix_acl_access"
+        || b == b"system.posix_acl_default"
+        || b.starts_with(b"security.")
+}
+
+/// Copies xattrs from `src` to `dst` (copy-up) with kernel overlayfs's rule
+/// (`ovl_copy_xattr`): nothing when either side has no xattr support at all;
+/// overlay-private names stay behind (and so do a lower directory's overlay markers,
+/// `user.overlay.*` included: they describe the lower layer, not the copy); a name the
+/// upper refuses with EOPNOTSUPP is skipped unless it must be copied; any other failure
+/// (a value too big for the upper: ENOSPC/E2BIG on ext4) fails the copy-up, so nothing
+/// is lost quietly.
 pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, is_dir: bool) -> Res<()> {
+    if !sys::xattrs_supported(src) || !sys::xattrs_supported(dst) {
+        return Ok(());
+    }
     let names = sys::list_xattr(src).map_err(errno)?;
     for n in names {
         if xattr_to_user(&n, is_dir).is_none() {
@@ -137,9 +152,17 @@ pub fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, is_dir: bool) -> Re
         if is_dir && n.as_bytes().starts_with(b"user.overlay.") {
             continue;
         }
-        if let Some(v) = sys::get_xattr(src, &n).map_err(errno)? {
-            if let Err(e) = sys::set_xattr(dst, &n, &v, 0) {
-                tracing::debug!("copy-up xattr {:?}: {e}", n);
+        let Some(v) = sys::get_xattr(src, &n).map_err(errno)? else {
+            continue;
+        };
+        match sys::set_xattr(dst, &n, &v, 0) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) && !must_copy(&n) => {
+                tracing::debug!("copy-up: upper does not take xattr {n:?}: {e}");
+            }
+            Err(e) => {
+                tracing::debug!("copy-up fails: xattr {n:?} ({} bytes): {e}", v.len());
+                return Err(errno(e));
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use rebasefs_tests::diff::fixture::Fixture;
 use rebasefs_tests::diff::op::{NodeKind, Op, WriteAt};
 use rebasefs_tests::diff::outcome::{Outcome, Value};
-use rebasefs_tests::diff::session::{Session, Setup};
+use rebasefs_tests::diff::session::{Backing, Session, Setup};
 use rebasefs_tests::diff::standard::{deep_dir, standard};
 use rebasefs_tests::diff::tree::tree_diff;
 
@@ -1424,6 +1424,59 @@ fn many_nodes_few_fds(t: &mut Session) {
     }
 }
 
+/// The standard fixture plus lower entries with xattrs an ext4 upper cannot store (a
+/// 64 KiB value; ext4 keeps one in a 4 KiB block) and one it can (3,000 bytes). Runs with
+/// tmpfs lowers and an ext4 upper ([`Backing::TmpfsLowersExt4Upper`]).
+fn big_xattr_fixture() -> Fixture {
+    let mut f = standard();
+    let n = f.layers.len();
+    let big = "v".repeat(65536);
+    if let Some(base) = f.layers.get_mut(n - 1) {
+        base.file("bx/f", "big\n", 0o644)
+            .xattr("user.big", &big)
+            .xattr("user.small", "s");
+        base.dir("bx/d", 0o755).xattr("user.big", &big);
+        base.file("bx/d/g", "g\n", 0o644);
+        base.file("bx/ok", "ok\n", 0o644)
+            .xattr("user.mid", &"m".repeat(3000));
+    }
+    f
+}
+
+/// Kernel overlayfs fails a copy-up whose xattrs the upper refuses (ovl_copy_xattr: only a
+/// side without xattr support, overlay-private names and EOPNOTSUPP on names that need not
+/// be copied are skipped), with the upper's errno and nothing left half-copied; rebasefs
+/// used to copy up without the xattr, losing it silently.
+fn copy_up_xattr_upper_refuses(t: &mut Session) {
+    expect(t, open("bx/f", libc::O_WRONLY), Err(libc::ENOSPC));
+    expect(t, chmod("bx/f", 0o600), Err(libc::ENOSPC));
+    expect(t, setx("bx/f", "user.new", "1", 0), Err(libc::ENOSPC));
+    expect(t, rename("bx/f", "bx/f2", 0), Err(libc::ENOSPC));
+    expect(t, create("bx/d/new", 0o644), Err(libc::ENOSPC));
+    expect(t, chmod("bx/d", 0o700), Err(libc::ENOSPC));
+    expect(t, unlink("bx/d/g"), Err(libc::ENOSPC));
+    expect(t, read("bx/f"), Ok(()));
+    expect(t, getx("bx/f", "user.big"), Ok(()));
+    expect(t, getx("bx/d", "user.big"), Ok(()));
+    t.checkpoint("after refused copy-ups");
+    let (kernel_left, candidate_left) = t.work_leftovers();
+    t.require(
+        kernel_left.is_empty(),
+        &format!("kernel work dir empty after failed copy-ups, has {kernel_left:?}"),
+    );
+    t.record(
+        "candidate work dir after failed copy-ups",
+        candidate_left
+            .iter()
+            .map(|p| format!("left behind: {p}"))
+            .collect(),
+    );
+    // What fits is copied with the file; a name can still be whited out.
+    expect(t, chmod("bx/ok", 0o600), Ok(()));
+    expect(t, getx("bx/ok", "user.mid"), Ok(()));
+    expect(t, unlink("bx/f"), Ok(()));
+}
+
 /// Read-only mount (no upperdir): the same tree, EROFS for every write.
 fn read_only_mount(t: &mut Session) {
     t.checkpoint("ro");
@@ -1503,6 +1556,12 @@ fn scripted_cases() {
         readdir_large_dir,
     ));
     all.push((
+        "copy_up_xattr_upper_refuses",
+        false,
+        big_xattr_fixture,
+        copy_up_xattr_upper_refuses,
+    ));
+    all.push((
         "many_nodes_few_fds",
         false,
         many_nodes_fixture,
@@ -1521,8 +1580,10 @@ fn scripted_cases() {
         ran += 1;
         let mut setup = Setup::new(fixture());
         setup.read_only = read_only;
-        if name == "many_nodes_few_fds" {
-            setup.candidate_nofile = Some(MANY_NODES_NOFILE);
+        match name {
+            "many_nodes_few_fds" => setup.candidate_nofile = Some(MANY_NODES_NOFILE),
+            "copy_up_xattr_upper_refuses" => setup.backing = Backing::TmpfsLowersExt4Upper,
+            _ => {}
         }
         let t0 = Instant::now();
         let mut sess = match Session::start(setup) {

@@ -96,6 +96,86 @@ fn unmount(mp: &Path) -> Result<()> {
     bail!("could not unmount {}", mp.display())
 }
 
+/// Throwaway filesystems mounted for one session (a tmpfs, a loop-mounted ext4 image),
+/// unmounted on drop, last first.
+#[derive(Debug, Default)]
+pub struct ScratchFs {
+    mounted: Vec<PathBuf>,
+}
+
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl ScratchFs {
+    /// Mounts a fresh tmpfs (user.* and trusted.* xattrs of any size up to 64 KiB) at `at`.
+    pub fn tmpfs(&mut self, at: &Path) -> Result<()> {
+        std::fs::create_dir_all(at)?;
+        run_tool(
+            "mount",
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                "size=256m".as_ref(),
+                "tmpfs".as_ref(),
+                at.as_os_str(),
+            ],
+        )?;
+        self.mounted.push(at.to_path_buf());
+        Ok(())
+    }
+
+    /// Makes a `size_mib` ext4 with 4 KiB blocks in the file `image` (mkfs.ext4, from
+    /// e2fsprogs) and loop-mounts it at `at`. ext4 keeps an xattr value in one block, so
+    /// a value above about 4 KiB does not fit (ENOSPC).
+    pub fn ext4_image(&mut self, image: &Path, at: &Path, size_mib: u64) -> Result<()> {
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(size_mib << 20))
+            .with_context(|| format!("creating {}", image.display()))?;
+        run_tool(
+            "mkfs.ext4",
+            &[
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-b".as_ref(),
+                "4096".as_ref(),
+                image.as_os_str(),
+            ],
+        )?;
+        std::fs::create_dir_all(at)?;
+        run_tool(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                at.as_os_str(),
+            ],
+        )?;
+        self.mounted.push(at.to_path_buf());
+        Ok(())
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        while let Some(mp) = self.mounted.pop() {
+            let _ = unmount(&mp);
+        }
+    }
+}
+
 /// A kernel overlayfs mount.
 #[derive(Debug)]
 pub struct KernelMount {

@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use super::fixture::{Encoding, Fixture, LowerView, IMPLICIT_MTIME};
-use super::mount::{candidate_bin, CandidateMount, Dirs, KernelMount, KERNEL_SELF_CHECK};
+use super::mount::{
+    candidate_bin, CandidateMount, Dirs, KernelMount, ScratchFs, KERNEL_SELF_CHECK,
+};
 use super::op::{execute, Op};
 use super::outcome::{outcome_diff, show, Outcome};
 use super::sys;
@@ -80,6 +82,17 @@ pub fn compact(s: &str) -> String {
     out
 }
 
+/// Which filesystems hold a session's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backing {
+    /// Everything on /var/tmp: a disk filesystem with trusted.* and user.* xattrs.
+    #[default]
+    VarTmp,
+    /// Lower layers on a tmpfs, upper and work dirs on a fresh 64 MiB ext4 (loop mount):
+    /// the lowers can hold what the upper cannot (a 64 KiB xattr value).
+    TmpfsLowersExt4Upper,
+}
+
 /// How a session is set up.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -94,6 +107,7 @@ pub struct Setup {
     /// RLIMIT_NOFILE (soft = hard) for the mount program, to prove it does not need a
     /// descriptor per node.
     pub candidate_nofile: Option<u64>,
+    pub backing: Backing,
 }
 
 impl Setup {
@@ -118,6 +132,7 @@ impl Setup {
             read_only: false,
             bin,
             candidate_nofile: None,
+            backing: Backing::default(),
         }
     }
 }
@@ -294,6 +309,7 @@ pub struct Session {
     pub divergences: Vec<Divergence>,
     /// Number of operations run.
     pub ops: usize,
+    _scratch: ScratchFs,
     _tmp: tempfile::TempDir,
 }
 
@@ -312,17 +328,26 @@ impl Session {
             .prefix("difftest.")
             .tempdir_in("/var/tmp")
             .context("tempdir")?;
-        let (kb, cb) = (tmp.path().join("k"), tmp.path().join("c"));
+        let mut scratch = ScratchFs::default();
+        let (lower_fs, upper_fs) = match setup.backing {
+            Backing::VarTmp => (tmp.path().to_path_buf(), tmp.path().to_path_buf()),
+            Backing::TmpfsLowersExt4Upper => {
+                let (l, u) = (tmp.path().join("tmpfs"), tmp.path().join("ext4"));
+                scratch.tmpfs(&l)?;
+                scratch.ext4_image(&tmp.path().join("ext4.img"), &u, 64)?;
+                (l, u)
+            }
+        };
         let klowers = setup
             .fixture
-            .materialise(&kb.join("layers"), &[Encoding::Kernel])
+            .materialise(&lower_fs.join("k/layers"), &[Encoding::Kernel])
             .context("kernel layers")?;
         let clowers = setup
             .fixture
-            .materialise(&cb.join("layers"), &setup.candidate_encodings)
+            .materialise(&lower_fs.join("c/layers"), &setup.candidate_encodings)
             .context("candidate layers")?;
-        let kdirs = side_dirs(&kb, klowers, setup.read_only)?;
-        let cdirs = side_dirs(&cb, clowers, setup.read_only)?;
+        let kdirs = side_dirs(&upper_fs.join("k"), klowers, setup.read_only)?;
+        let cdirs = side_dirs(&upper_fs.join("c"), clowers, setup.read_only)?;
         let recent = now_s() - 1;
         timing("layers materialised");
         let kernel = KernelMount::mount(&kdirs)?;
@@ -347,6 +372,7 @@ impl Session {
             compare_trees: true,
             divergences: Vec::new(),
             ops: 0,
+            _scratch: scratch,
             _tmp: tmp,
         })
     }
@@ -647,6 +673,31 @@ impl Session {
         drop(self);
         timing("session dropped");
         divergences
+    }
+
+    /// Non-directory entries left in the (kernel, candidate) work dirs, as paths relative
+    /// to them: a failed copy-up must leave nothing half-built behind.
+    pub fn work_leftovers(&self) -> (Vec<String>, Vec<String>) {
+        fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let name = format!("{rel}{}", e.file_name().to_string_lossy());
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path(), &format!("{name}/"), out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        let side = |d: &Dirs| {
+            let mut out = Vec::new();
+            if let Some(w) = &d.work {
+                walk(w, "", &mut out);
+            }
+            out
+        };
+        (side(&self.kdirs), side(&self.cdirs))
     }
 
     /// The candidate's mount directories (for reports).
