@@ -17,7 +17,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rebasefs_fuse::{StackHandle, StackSpec};
+use rebasefs_fuse::{OverlayConfig, StackHandle, StackSpec};
 use rebasefs_plugin::trusted::{self, PrivateDir};
 use rebasefs_plugin::{mount_record, mountinfo, serve};
 
@@ -30,12 +30,19 @@ pub fn rewrite(stack: StackSpec) -> StackSpec {
     };
     match serve::rewrite_stack(&asked) {
         Ok(Some(rebased)) => {
-            tracing::info!(lowers = ?rebased.lowers, "serving the rebased stack from the repository");
-            StackSpec {
+            let rebased = StackSpec {
                 lowers: rebased.lowers,
                 upper: rebased.upper,
                 work: rebased.work,
+            };
+            // A stack the filesystem would refuse (overlapping layers) must not stop the
+            // container: it runs on the stack it asked for.
+            if let Err(error) = rebasefs_fuse::validate(&OverlayConfig::new(rebased.clone())) {
+                tracing::warn!(%error, "rebased stack refused; serving the original stack");
+                return stack;
             }
+            tracing::info!(lowers = ?rebased.lowers, "serving the rebased stack from the repository");
+            rebased
         }
         Ok(None) => stack,
         Err(error) => {

@@ -2,14 +2,16 @@
 //!
 //! Layer index 0 is the upper layer when there is one; lower layers follow top first.
 //! A stack carries a generation number so cached per-node resolutions can tell when
-//! the stack has been replaced.
+//! the stack has been replaced. Its layer directories are traps: met again inside a
+//! layer (an upperdir inside a lowerdir, which kernel overlayfs mounts too), a lookup of
+//! one answers ELOOP, as the kernel's does.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::RwLock;
 
@@ -40,6 +42,8 @@ pub struct Stack {
     /// `work/rebasefs-index`: one link per copied-up lower hard link, named by its
     /// origin, so every lower name of it reaches the copy (kernel overlay `index=on`).
     pub link_index: Option<Arc<HeldFd>>,
+    /// (dev, ino) of every layer root, the work dir and the link index.
+    traps: HashSet<(u64, u64)>,
     /// Name indexes of lower-layer directories, keyed by (dev, ino).
     indexes: RwLock<HashMap<(u64, u64), Arc<DirIndex>>>,
     index_weight: std::sync::atomic::AtomicUsize,
@@ -97,7 +101,18 @@ impl Stack {
             }
             None => None,
         };
+        let mut traps = HashSet::new();
+        for fd in layers
+            .iter()
+            .map(|l| &l.root)
+            .chain(work.iter())
+            .chain(link_index.iter())
+        {
+            let st = sys::stat_fd(fd.as_fd())?;
+            traps.insert((st.st_dev, st.st_ino));
+        }
         Ok(Stack {
+            traps,
             link_index,
             generation,
             layers,
@@ -140,6 +155,11 @@ impl Stack {
     pub fn link_key(&self, layer: usize, ino: u64) -> std::ffi::OsString {
         let k = self.layers.get(layer).map_or(0, |l| l.key);
         format!("{k:016x}-{ino:x}").into()
+    }
+
+    /// Whether a directory met inside a layer is one of this stack's layer directories.
+    pub fn is_trap(&self, st: &sys::Stat) -> bool {
+        self.traps.contains(&(st.st_dev, st.st_ino))
     }
 
     pub fn is_upper(&self, layer: usize) -> bool {

@@ -38,6 +38,7 @@ mod layer;
 mod lookup;
 mod mount;
 mod ops;
+mod overlap;
 mod readdir;
 mod sys;
 mod whiteout;

@@ -217,6 +217,10 @@ impl Builder<'_> {
         if whiteout::is_whiteout(&st) {
             return Ok(Step::Stop);
         }
+        if is_dir(&st) && self.stack.is_trap(&st) {
+            // A layer directory inside a layer (kernel overlayfs: "overlapping layers").
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
         if !self.entries.is_empty() && !is_dir(&st) {
             // A non-directory below a directory ends the merge.
             return Ok(Step::Stop);

@@ -78,10 +78,11 @@ fn validate_stack(stack: &StackSpec) -> Result<(), Error> {
         }
         (None, _) => {}
     }
-    Ok(())
+    crate::overlap::check(stack).map_err(Error::Config)
 }
 
-/// Checks the config before anything is mounted: layers exist and are directories.
+/// Checks the config before anything is mounted: layers exist and are directories, and
+/// do not overlap in a way kernel overlayfs refuses.
 pub fn validate(config: &OverlayConfig) -> Result<(), Error> {
     validate_stack(&config.stack)
 }

@@ -1,7 +1,9 @@
 //! The mount program's argv grammar: `rebasefs [-f] [-d] [-o OPTS]... [SOURCE] MOUNTPOINT`.
 //!
 //! containers-storage runs `rebasefs -o OPTS MOUNTPOINT`; `mount.fuse3` runs
-//! `rebasefs SOURCE MOUNTPOINT -o OPTS` (SOURCE is ignored, as fuse-overlayfs does).
+//! `rebasefs SOURCE MOUNTPOINT -o OPTS` (SOURCE is ignored, as fuse-overlayfs does). A
+//! SOURCE is recognised only in that shape, both paths before any `-o`: two paths after
+//! an `-o` are two mountpoints, refused (fuse-overlayfs silently mounts the last).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -34,6 +36,8 @@ pub fn parse(args: &[OsString]) -> Result<Command> {
     let mut debug = false;
     let mut option_strings = Vec::new();
     let mut positionals: Vec<PathBuf> = Vec::new();
+    // How many positionals came before the first `-o` (mount.fuse3's SOURCE MOUNTPOINT).
+    let mut before_options: Option<usize> = None;
     let mut only_positionals = false;
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
@@ -55,6 +59,7 @@ pub fn parse(args: &[OsString]) -> Result<Command> {
                 foreground = true;
             }
             "-o" => {
+                before_options.get_or_insert(positionals.len());
                 let value = rest.next().context("option -o needs an argument")?;
                 let value = value
                     .to_str()
@@ -62,16 +67,27 @@ pub fn parse(args: &[OsString]) -> Result<Command> {
                 option_strings.push(value.to_string());
             }
             "--" => only_positionals = true,
-            _ if text.starts_with("-o") => option_strings.push(text[2..].to_string()),
+            _ if text.starts_with("-o") => {
+                before_options.get_or_insert(positionals.len());
+                option_strings.push(text[2..].to_string())
+            }
             _ if text.starts_with('-') && text.len() > 1 => {
                 bail!("unknown argument {text:?} (see --help)")
             }
             _ => positionals.push(PathBuf::from(text)),
         }
     }
-    let mountpoint = match positionals.len() {
-        0 => bail!("no mountpoint given (usage: rebasefs [-f] [-d] -o OPTIONS MOUNTPOINT)"),
-        1 | 2 => positionals.pop().context("no mountpoint given")?,
+    let mountpoint = match positionals.as_slice() {
+        [] => bail!("no mountpoint given (usage: rebasefs [-f] [-d] -o OPTIONS MOUNTPOINT)"),
+        [_] => positionals.pop().context("no mountpoint given")?,
+        [first, second] if before_options.is_some_and(|n| n < 2) => bail!(
+            "two mountpoints given, {} and {}: expected one MOUNTPOINT (a SOURCE is taken \
+             only first, before the options, as mount.fuse3 passes it: rebasefs SOURCE \
+             MOUNTPOINT -o OPTIONS)",
+            first.display(),
+            second.display()
+        ),
+        [_, _] => positionals.pop().context("no mountpoint given")?,
         _ => bail!(
             "too many arguments: expected only a MOUNTPOINT (and optionally a SOURCE before it)"
         ),
@@ -93,6 +109,7 @@ pub fn usage() -> String {
         "rebasefs {version}: overlay filesystem in FUSE, a drop-in mount_program for containers-storage
 
 usage: rebasefs [-f] [-d] -o lowerdir=TOP:...:BASE[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
+       rebasefs SOURCE MOUNTPOINT -o OPTIONS   (as mount.fuse3 runs it; SOURCE is ignored)
        rebasefs SUBCOMMAND ...   (status, rebase, rollback, mount, umount, gc, check, help)
 
   -f              stay in the foreground (default: daemonize once the mount is live)
@@ -167,6 +184,21 @@ mod tests {
     fn mount_fuse_form_ignores_source() {
         let request = mount(&["rebasefs", "/m", "-o", "lowerdir=a"]);
         assert_eq!(request.mountpoint, PathBuf::from("/m"));
+    }
+
+    #[test]
+    fn two_mountpoints_refused() {
+        for words in [
+            &["-o", "lowerdir=a", "/m1", "/m2"][..],
+            &["/m1", "-o", "lowerdir=a", "/m2"],
+            &["-olowerdir=a", "/m1", "/m2"],
+        ] {
+            let error = parse(&argv(words)).expect_err("two mountpoints must be refused");
+            assert!(
+                error.to_string().contains("two mountpoints"),
+                "{words:?}: {error}"
+            );
+        }
     }
 
     #[test]

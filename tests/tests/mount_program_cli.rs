@@ -163,10 +163,75 @@ fn bad_invocations_fail_with_one_line_and_leave_nothing() -> Result<()> {
     let scratch = Scratch::new()?;
     std::fs::write(scratch.path("a-file"), "x")?;
     let lower = scratch.path("lower1").display().to_string();
+    let lower2 = scratch.path("lower2").display().to_string();
     let mnt = scratch.mnt().display().to_string();
     let upper = scratch.path("upper").display().to_string();
     let work = scratch.path("work").display().to_string();
+    // Overlapping layouts kernel overlayfs refuses (see overlapping_layers_*).
+    for dir in ["upper/in-upper", "work/in-work", "lower1/in-lower", "mnt2"] {
+        std::fs::create_dir_all(scratch.path(dir))?;
+    }
+    std::os::unix::fs::symlink(scratch.path("lower1"), scratch.path("lower1-link"))?;
+    let inside = |d: &str| scratch.path(d).display().to_string();
+    let overlapping = |what: &'static str, o: String| (what, vec!["-o".into(), o, mnt.clone()]);
     let cases: Vec<(&str, Vec<String>)> = vec![
+        overlapping(
+            "same lowerdir twice",
+            format!("lowerdir={lower}:{lower2}:{lower}"),
+        ),
+        overlapping(
+            "same lowerdir twice through a symlink",
+            format!("lowerdir={lower}:{}", inside("lower1-link")),
+        ),
+        overlapping(
+            "upperdir is a lowerdir",
+            format!("lowerdir={lower},upperdir={lower},workdir={work}"),
+        ),
+        overlapping(
+            "workdir is a lowerdir",
+            format!("lowerdir={lower2},upperdir={upper},workdir={lower2}"),
+        ),
+        overlapping(
+            "upperdir inside workdir",
+            format!(
+                "lowerdir={lower},upperdir={},workdir={work}",
+                inside("work/in-work")
+            ),
+        ),
+        overlapping(
+            "workdir inside upperdir",
+            format!(
+                "lowerdir={lower},upperdir={upper},workdir={}",
+                inside("upper/in-upper")
+            ),
+        ),
+        overlapping(
+            "lowerdir inside upperdir",
+            format!(
+                "lowerdir={},upperdir={upper},workdir={work}",
+                inside("upper/in-upper")
+            ),
+        ),
+        overlapping(
+            "lowerdir inside workdir",
+            format!(
+                "lowerdir={},upperdir={upper},workdir={work}",
+                inside("work/in-work")
+            ),
+        ),
+        overlapping(
+            "lowerdir inside a lowerdir",
+            format!("lowerdir={}:{lower}", inside("lower1/in-lower")),
+        ),
+        (
+            "two mountpoints",
+            vec![
+                "-o".into(),
+                format!("lowerdir={lower}"),
+                inside("mnt2"),
+                mnt.clone(),
+            ],
+        ),
         ("no options", vec![mnt.clone()]),
         (
             "no mountpoint",
@@ -509,6 +574,110 @@ fn daemon_under_nofile_64_serves_5000_files() -> Result<()> {
         "{fds} descriptors open, limit {LIMIT}"
     );
     drop(kept_open);
+    run_tool("fusermount3", &["-u", &mnt.display().to_string()])?;
+    scratch.assert_nothing_left()
+}
+
+/// What `stat` of each path under `root` gives: "ok" or the errno name.
+fn stat_outcomes(root: &Path, paths: &[&str]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| match std::fs::symlink_metadata(root.join(p)) {
+            Ok(_) => format!("{p}: ok"),
+            Err(e) => format!("{p}: errno {}", e.raw_os_error().unwrap_or(0)),
+        })
+        .collect()
+}
+
+/// Kernel overlayfs mounts an upperdir and workdir inside a lowerdir but answers ELOOP for
+/// them in the merged tree (they are "traps"); rebasefs does the same, checked against a
+/// kernel mount of the same layout.
+#[test]
+fn overlapping_layers_upper_inside_a_lowerdir_mounts_and_traps_like_the_kernel() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let paths = ["sub", "sub/up", "sub/wk", "top.txt", "sub/up/x"];
+    let mut seen = Vec::new();
+    for side in ["kernel", "rebasefs"] {
+        let lower = scratch.path(&format!("{side}/lower"));
+        for dir in ["sub/up", "sub/wk"] {
+            std::fs::create_dir_all(lower.join(dir))?;
+        }
+        std::fs::write(lower.join("top.txt"), "top\n")?;
+        let mnt = scratch.path(&format!("{side}/mnt"));
+        std::fs::create_dir_all(&mnt)?;
+        let options = format!(
+            "lowerdir={0},upperdir={0}/sub/up,workdir={0}/sub/wk",
+            lower.display()
+        );
+        let mnt_arg = mnt.display().to_string();
+        if side == "kernel" {
+            run_tool(
+                "mount",
+                &["-t", "overlay", "overlay", "-o", &options, &mnt_arg],
+            )?;
+        } else {
+            let output = scratch.run(&["-o", &options, &mnt_arg], Path::new("/"))?;
+            ensure!(
+                output.success(),
+                "rebasefs refused what the kernel mounts: {output:?}"
+            );
+        }
+        std::fs::write(mnt.join("new.txt"), "new\n")?;
+        let outcomes = stat_outcomes(&mnt, &paths);
+        ensure!(
+            read(&lower.join("sub/up/new.txt"))? == "new\n",
+            "{side}: a write did not land in the upperdir"
+        );
+        let unmount = if side == "kernel" {
+            "umount"
+        } else {
+            "fusermount3"
+        };
+        let args: &[&str] = if side == "kernel" {
+            &[&mnt_arg]
+        } else {
+            &["-u", &mnt_arg]
+        };
+        run_tool(unmount, args)?;
+        seen.push(outcomes);
+    }
+    ensure!(
+        seen[0]
+            .iter()
+            .any(|o| o == &format!("sub/up: errno {}", libc::ELOOP)),
+        "the kernel does not trap the upperdir as assumed: {:?}",
+        seen[0]
+    );
+    ensure!(
+        seen[0] == seen[1],
+        "kernel {:?} vs rebasefs {:?}",
+        seen[0],
+        seen[1]
+    );
+    scratch.assert_nothing_left()
+}
+
+/// containers-storage's image mount: `lowerdir=` of `l/<short>` links (relative, cwd =
+/// `<home>`) and `<id>/diff` paths, no upperdir; the overlap checks compare the directories
+/// the links resolve to, so distinct layers pass.
+#[test]
+fn image_mount_form_with_short_links_passes_the_overlap_checks() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let home = scratch.path("overlay");
+    for (id, short) in [("aaa", "A"), ("bbb", "B"), ("ccc", "C")] {
+        std::fs::create_dir_all(home.join(id).join("diff"))?;
+        std::fs::write(home.join(id).join("diff").join(id), format!("{id}\n"))?;
+        std::fs::create_dir_all(home.join("l"))?;
+        std::os::unix::fs::symlink(format!("../{id}/diff"), home.join("l").join(short))?;
+    }
+    let mnt = home.join("image-merged");
+    std::fs::create_dir_all(&mnt)?;
+    let options = format!("lowerdir=l/A:l/B:{}/ccc/diff", home.display());
+    let output = scratch.run(&["-o", &options, "image-merged"], &home)?;
+    ensure!(output.success(), "image mount failed: {output:?}");
+    for id in ["aaa", "bbb", "ccc"] {
+        assert_eq!(read(&mnt.join(id))?, format!("{id}\n"));
+    }
     run_tool("fusermount3", &["-u", &mnt.display().to_string()])?;
     scratch.assert_nothing_left()
 }
