@@ -139,6 +139,7 @@ fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
     config.squash_gid = options.squash_gid;
     config.xattr_permissions = options.xattr_permissions;
     config.fsync = options.fsync;
+    config.redirect_dir = options.redirect_dir;
     config.context = options.context.clone();
     if let Some(timeout) = options.timeout {
         config.entry_timeout = timeout;

@@ -54,6 +54,10 @@ pub struct OverlayConfig {
     pub xattr_permissions: XattrPermissions,
     /// Honour fsync (false with `fsync=0` or `volatile`).
     pub fsync: bool,
+    /// Rename directories that have lower layers by storing a redirect in the upper
+    /// (kernel `redirect_dir=on`, the default). Off: such renames fail with EXDEV, as
+    /// with kernel `redirect_dir=off` and fuse-overlayfs, and callers copy instead.
+    pub redirect_dir: bool,
     /// SELinux `context=` label, passed to the kernel mount when SELinux is enabled.
     pub context: Option<String>,
     /// Kernel dentry/attr cache lifetime. Long: every change goes through this mount
@@ -87,6 +91,7 @@ impl OverlayConfig {
             squash_gid: None,
             xattr_permissions: XattrPermissions::default(),
             fsync: true,
+            redirect_dir: true,
             context: None,
             entry_timeout: Duration::from_secs(86400),
             attr_timeout: Duration::from_secs(86400),

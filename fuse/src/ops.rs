@@ -476,19 +476,29 @@ impl Overlay {
                 match (src.is_dir(), d.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
-                    // Like the kernel, only a target merged with lower layers is checked
-                    // here; a pure-upper one is left to the upper rename, which (with
-                    // RENAME_WHITEOUT on ext4) touches the source parent before failing.
-                    (true, true)
-                        if d.has_lower(&stack)
-                            && !crate::readdir::merged_entries(&stack, d)
-                                .map_err(errno)?
-                                .is_empty() =>
-                    {
-                        return Err(Errno::ENOTEMPTY);
-                    }
                     _ => {}
                 }
+            }
+        }
+        // Without redirects a directory from lower layers cannot move (kernel
+        // `redirect_dir=off`: EXDEV, and callers such as mv copy instead).
+        let immovable =
+            |r: &Resolved| !self.config.redirect_dir && r.is_dir() && r.has_lower(&stack);
+        if immovable(&src) || (exchange && dst.as_ref().is_some_and(immovable)) {
+            return Err(Errno::EXDEV);
+        }
+        if let (Some(d), false) = (&dst, exchange) {
+            // Like the kernel, only a target merged with lower layers is checked here; a
+            // pure-upper one is left to the upper rename, which (with RENAME_WHITEOUT on
+            // ext4) touches the source parent before failing.
+            if src.is_dir()
+                && d.is_dir()
+                && d.has_lower(&stack)
+                && !crate::readdir::merged_entries(&stack, d)
+                    .map_err(errno)?
+                    .is_empty()
+            {
+                return Err(Errno::ENOTEMPTY);
             }
         }
         let src_node = self.known_node(&stack, &src).ok_or(Errno::ENOENT)?;

@@ -128,6 +128,8 @@ overlay options:
   squash_to_root, squash_to_uid=N, squash_to_gid=N   show every file owned by N
   xattr_permissions=0|1|2   0 pass through, 1 security.*, 2 user.containers.* stat overrides
   volatile, fsync=0|1   skip (or honour) fsync
+  redirect_dir=on|off   rename directories from lower layers (on, default) or fail
+                        such renames with EXDEV (off: callers copy, as with fuse-overlayfs)
   timeout=SECONDS       kernel entry/attribute cache lifetime
   passthrough=0|1, threads=N   FUSE passthrough for file I/O, dispatch threads
 generic options: rw, ro, [no]dev, [no]suid, [no]exec, [no]atime, allow_other,

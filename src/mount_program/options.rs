@@ -26,6 +26,9 @@ pub struct MountOptions {
     pub squash_gid: Option<u32>,
     pub xattr_permissions: XattrPermissions,
     pub fsync: bool,
+    /// `redirect_dir=`: rename directories that have lower layers (on, the default) or
+    /// answer EXDEV (off/follow; existing redirects are followed either way).
+    pub redirect_dir: bool,
     /// Entry and attribute cache lifetime (`timeout=`).
     pub timeout: Option<Duration>,
     /// Generic `ro`: serve the merged tree read-only even when an upper is given.
@@ -57,6 +60,7 @@ impl Default for MountOptions {
             squash_gid: None,
             xattr_permissions: XattrPermissions::Passthrough,
             fsync: true,
+            redirect_dir: true,
             timeout: None,
             read_only: false,
             allow_other: None,
@@ -75,7 +79,6 @@ impl Default for MountOptions {
 
 /// fuse-overlayfs options that have no counterpart here: accepted with a warning.
 const IGNORED_OVERLAY_OPTIONS: &[&str] = &[
-    "redirect_dir",
     "threaded",
     "writeback",
     "fast_ino",
@@ -268,6 +271,16 @@ fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
                 "1" => XattrPermissions::Security,
                 "2" => XattrPermissions::ContainersUser,
                 other => bail!("xattr_permissions={other}: expected 0, 1 or 2"),
+            }
+        }
+        "redirect_dir" => {
+            options.redirect_dir = match need(value)?.as_str() {
+                "on" => true,
+                "off" | "follow" => false,
+                other => bail!(
+                    "redirect_dir={other}: expected on or off (follow = off; existing \
+                     redirects are always followed)"
+                ),
             }
         }
         "volatile" => flag(&mut options.fsync, false)?,
@@ -525,6 +538,17 @@ mod tests {
     }
 
     #[test]
+    fn redirect_dir_values() {
+        assert!(ok("lowerdir=/l").redirect_dir);
+        assert!(ok("lowerdir=/l,redirect_dir=on").redirect_dir);
+        assert!(!ok("lowerdir=/l,redirect_dir=off").redirect_dir);
+        assert!(!ok("lowerdir=/l,redirect_dir=follow").redirect_dir);
+        assert!(ok("lowerdir=/l,redirect_dir=off").warnings.is_empty());
+        assert!(parse_one("lowerdir=/l,redirect_dir=nofollow").is_err());
+        assert!(parse_one("lowerdir=/l,redirect_dir").is_err());
+    }
+
+    #[test]
     fn xattr_permissions_values() {
         for (text, want) in [
             ("0", XattrPermissions::Passthrough),
@@ -588,7 +612,7 @@ mod tests {
 
     #[test]
     fn unknown_and_unsupported_options_warn() {
-        let options = ok("lowerdir=/l,frobnicate=3,redirect_dir=off,writeback=1,bogus,uid=5");
+        let options = ok("lowerdir=/l,frobnicate=3,xino=off,writeback=1,bogus,uid=5");
         assert_eq!(options.warnings.len(), 5, "{:?}", options.warnings);
         assert!(options.warnings.iter().any(|w| w.contains("frobnicate")));
         assert!(options.warnings.iter().all(|w| !w.contains('\n')));

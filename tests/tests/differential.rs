@@ -717,6 +717,41 @@ fn rename_dirs_from_lower(t: &mut Session) {
     expect(t, read("deepmoved/f"), Ok(()));
 }
 
+/// Both sides mounted with `redirect_dir=off`: a directory with lower layers (pure lower or
+/// merged) cannot be renamed (EXDEV, after the VFS's own checks and before the overlay's
+/// emptiness check); files and upper-only directories still move.
+fn rename_dirs_redirect_dir_off(t: &mut Session) {
+    expect(t, rename("ren/sub", "ren/moved", 0), Err(libc::EXDEV));
+    expect(t, rename("opq", "etc/opq", 0), Err(libc::EXDEV));
+    expect(t, rename("xa", "hl", 0), Err(libc::EXDEV));
+    expect(
+        t,
+        rename("ra", "rc", libc::RENAME_EXCHANGE),
+        Err(libc::EXDEV),
+    );
+    expect(t, rename("ren/sub", "ren/file", 0), Err(libc::ENOTDIR));
+    expect(t, rename("ren/sub", "ren/sub", 0), Ok(()));
+    expect(t, chmod("ren/sub", 0o700), Ok(()));
+    expect(t, rename("ren/sub", "ren/moved", 0), Err(libc::EXDEV));
+    expect(t, rename("ren/file", "ren/file2", 0), Ok(()));
+    expect(t, mkdir("top/newdir", 0o755), Ok(()));
+    expect(t, create("top/newdir/f", 0o644), Ok(()));
+    expect(t, rename("top/newdir", "top/nd2", 0), Ok(()));
+    expect(t, rename("top/nd2", "ren/sub", 0), Err(libc::ENOTEMPTY));
+    expect(
+        t,
+        rename("top/nd2", "ren/nd3", libc::RENAME_NOREPLACE),
+        Ok(()),
+    );
+    expect(
+        t,
+        rename("ren/nd3", "ren/sub", libc::RENAME_EXCHANGE),
+        Err(libc::EXDEV),
+    );
+    expect(t, readdir("ren"), Ok(()));
+    t.checkpoint("after refused directory renames");
+}
+
 fn xattrs_write(t: &mut Session) {
     expect(t, setx("etc/hosts", "user.new", "1", 0), Ok(()));
     expect(
@@ -1556,6 +1591,12 @@ fn scripted_cases() {
         readdir_large_dir,
     ));
     all.push((
+        "rename_dirs_redirect_dir_off",
+        false,
+        standard,
+        rename_dirs_redirect_dir_off,
+    ));
+    all.push((
         "copy_up_xattr_upper_refuses",
         false,
         big_xattr_fixture,
@@ -1583,6 +1624,7 @@ fn scripted_cases() {
         match name {
             "many_nodes_few_fds" => setup.candidate_nofile = Some(MANY_NODES_NOFILE),
             "copy_up_xattr_upper_refuses" => setup.backing = Backing::TmpfsLowersExt4Upper,
+            "rename_dirs_redirect_dir_off" => setup.options = vec!["redirect_dir=off".into()],
             _ => {}
         }
         let t0 = Instant::now();

@@ -7,6 +7,7 @@
 //! `DIFF_KEEP_GOING=1` (collect all divergences instead of stopping at the first),
 //! `DIFF_MINIMISE_SECS` (time for shrinking a failure, default 60, 0 = off), `DIFF_NOFILE`
 //! (the mount program's RLIMIT_NOFILE, to exercise eviction of cached resolutions),
+//! `DIFF_MOUNT_OPTIONS` (extra options for both mounts, e.g. `redirect_dir=off`),
 //! `REBASEFS_BIN` (the mount program). Needs root.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,15 +47,24 @@ fn random_ops() {
     // `DIFF_NOFILE=64`: the mount program runs with that RLIMIT_NOFILE, so nearly every
     // cached resolution is evicted and redone from its parent.
     setup.candidate_nofile = env_u64("DIFF_NOFILE");
+    let mount_options = std::env::var("DIFF_MOUNT_OPTIONS").unwrap_or_default();
+    setup.options = mount_options
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect();
     // Which candidate layer gets which whiteout encoding also depends on the seed.
     let rotation = (seed % setup.candidate_encodings.len().max(1) as u64) as usize;
     setup.candidate_encodings.rotate_left(rotation);
-    let nofile = setup
+    let mut env = setup
         .candidate_nofile
         .map(|n| format!("DIFF_NOFILE={n} "))
         .unwrap_or_default();
+    if !mount_options.is_empty() {
+        env.push_str(&format!("DIFF_MOUNT_OPTIONS={mount_options} "));
+    }
     let repro = format!(
-        "DIFF_SEED={seed} DIFF_OPS={count} {nofile}REBASEFS_BIN={} cargo test -p rebasefs-tests --test random_ops -- --nocapture",
+        "DIFF_SEED={seed} DIFF_OPS={count} {env}REBASEFS_BIN={} cargo test -p rebasefs-tests --test random_ops -- --nocapture",
         setup.bin.display()
     );
     eprintln!(

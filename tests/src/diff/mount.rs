@@ -19,6 +19,9 @@ pub struct Dirs {
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
     pub mountpoint: PathBuf,
+    /// Mount options both sides get after the directories (and after [`KERNEL_OPTS`] on
+    /// the kernel side: a later option wins there), e.g. `redirect_dir=off`.
+    pub options: Vec<String>,
 }
 
 impl Dirs {
@@ -193,6 +196,10 @@ impl KernelMount {
                 w.display()
             ));
         }
+        for o in &dirs.options {
+            opts.push(',');
+            opts.push_str(o);
+        }
         // Retried: right after an unmount the upper/work "in use" lock may not be released yet.
         let mut attempt = 0;
         loop {
@@ -326,6 +333,10 @@ impl CandidateMount {
                 u.display(),
                 w.display()
             ));
+        }
+        for o in &dirs.options {
+            opts.push(',');
+            opts.push_str(o);
         }
         // stderr goes to a file: a daemon that keeps it open must not block us.
         let log = dirs.mountpoint.with_extension("stderr");

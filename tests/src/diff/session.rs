@@ -108,6 +108,8 @@ pub struct Setup {
     /// descriptor per node.
     pub candidate_nofile: Option<u64>,
     pub backing: Backing,
+    /// Mount options for both sides besides the directories (see [`Dirs::options`]).
+    pub options: Vec<String>,
 }
 
 impl Setup {
@@ -133,6 +135,7 @@ impl Setup {
             bin,
             candidate_nofile: None,
             backing: Backing::default(),
+            options: Vec::new(),
         }
     }
 }
@@ -173,7 +176,8 @@ fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
-fn side_dirs(base: &Path, lowers: Vec<PathBuf>, read_only: bool) -> Result<Dirs> {
+fn side_dirs(base: &Path, lowers: Vec<PathBuf>, setup: &Setup) -> Result<Dirs> {
+    let read_only = setup.read_only;
     let mountpoint = base.join("merged");
     std::fs::create_dir_all(&mountpoint)?;
     let (upper, work) = if read_only {
@@ -201,6 +205,7 @@ fn side_dirs(base: &Path, lowers: Vec<PathBuf>, read_only: bool) -> Result<Dirs>
         upper,
         work,
         mountpoint,
+        options: setup.options.clone(),
     })
 }
 
@@ -346,8 +351,8 @@ impl Session {
             .fixture
             .materialise(&lower_fs.join("c/layers"), &setup.candidate_encodings)
             .context("candidate layers")?;
-        let kdirs = side_dirs(&upper_fs.join("k"), klowers, setup.read_only)?;
-        let cdirs = side_dirs(&upper_fs.join("c"), clowers, setup.read_only)?;
+        let kdirs = side_dirs(&upper_fs.join("k"), klowers, &setup)?;
+        let cdirs = side_dirs(&upper_fs.join("c"), clowers, &setup)?;
         let recent = now_s() - 1;
         timing("layers materialised");
         let kernel = KernelMount::mount(&kdirs)?;
