@@ -73,6 +73,16 @@ impl Scratch {
         host::run_with_timeout(command, Duration::from_secs(30), &self.path("out"))
     }
 
+    /// Mounts [`Scratch::rw_options`] on the mountpoint with the program's RLIMIT_NOFILE
+    /// set to `nofile`; returns the mountpoint.
+    fn mount_rw_with_nofile(&self, nofile: u64) -> Result<PathBuf> {
+        let mnt = self.mnt();
+        let args = ["-o", &self.rw_options(), &mnt.display().to_string()];
+        let output = self.run_limited(&args, Path::new("/"), Some(nofile))?;
+        ensure!(output.success(), "mount failed: {output:?}");
+        Ok(mnt)
+    }
+
     /// Descriptors the (single) daemon serving this scratch tree has open.
     fn daemon_fds(&self) -> Result<usize> {
         let daemons = self.daemons();
@@ -503,15 +513,7 @@ fn descriptors_stay_bounded_with_100k_cached_inodes() -> Result<()> {
     let limit = hard_nofile()
         .map_err(std::io::Error::from_raw_os_error)?
         .min(20_000);
-    let options = scratch.rw_options();
-    let mnt = scratch.mnt();
-    let output = scratch.run_limited(
-        &["-o", &options, &mnt.display().to_string()],
-        Path::new("/"),
-        Some(limit),
-    )?;
-    ensure!(output.success(), "mount failed: {output:?}");
-    let mut held = Vec::new();
+    let mnt = scratch.mount_rw_with_nofile(limit)?;
     for (from, to) in [(0, 30_000), (30_000, 100_000)] {
         create_files(&mnt, from, to, false)?;
         assert_eq!(
@@ -525,7 +527,6 @@ fn descriptors_stay_bounded_with_100k_cached_inodes() -> Result<()> {
             fds < limit as usize,
             "{fds} descriptors open, limit {limit}"
         );
-        held.push(fds);
     }
     let names = std::fs::read_dir(&mnt)?.count();
     ensure!(names == 100_000 + 3, "readdir shows {names} names");
@@ -543,14 +544,7 @@ fn descriptors_stay_bounded_with_100k_cached_inodes() -> Result<()> {
 fn daemon_under_nofile_64_serves_5000_files() -> Result<()> {
     const LIMIT: u64 = 64;
     let scratch = Scratch::new()?;
-    let options = scratch.rw_options();
-    let mnt = scratch.mnt();
-    let output = scratch.run_limited(
-        &["-o", &options, &mnt.display().to_string()],
-        Path::new("/"),
-        Some(LIMIT),
-    )?;
-    ensure!(output.success(), "mount failed: {output:?}");
+    let mnt = scratch.mount_rw_with_nofile(LIMIT)?;
     create_files(&mnt, 0, 5_000, true)?;
     let kept_open: Vec<std::fs::File> = (0..8)
         .map(|i| std::fs::File::open(mnt.join(format!("t{i}"))))
