@@ -5,15 +5,51 @@
 //! command-line tool for people (status, rebase, mount, ...).
 
 mod cli;
-mod mount_program;
+#[path = "mount_program/logging.rs"]
+mod logging;
 mod stack_rewrite;
+
+use std::any::Any;
+
+use rebasefs_fuse::mount_program::{self, LiveMount, MountHooks};
+use rebasefs_fuse::StackSpec;
+
+/// What the binary adds to the fuse crate's mount program: its logging, and the rebase
+/// repository (the stack to serve, and the refresh socket and mount record of a live mount).
+struct Repository;
+
+impl MountHooks for Repository {
+    fn start_logging(&self, debug: bool) {
+        logging::init(debug);
+    }
+
+    fn rewrite_stack(&self, asked: StackSpec) -> StackSpec {
+        stack_rewrite::rewrite(asked)
+    }
+
+    fn mounted(&self, mount: LiveMount<'_>) -> Box<dyn Any> {
+        // Lets `podman restart` move a running container's mount onto a rebased stack;
+        // the control takes its files away when the daemon is done serving.
+        let invocation = stack_rewrite::Invocation {
+            options: mount.options.to_vec(),
+            cwd: mount.cwd.to_path_buf(),
+        };
+        Box::new(stack_rewrite::watch(
+            mount.asked.clone(),
+            mount.served.clone(),
+            mount.mountpoint,
+            mount.handle,
+            &invocation,
+        ))
+    }
+}
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let code = if cli::is_subcommand(&args) {
         cli::run(args)
     } else {
-        mount_program::run(args)
+        mount_program::run(args, &Repository)
     };
     std::process::exit(code);
 }

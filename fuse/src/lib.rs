@@ -3,7 +3,8 @@
 //! It merges an ordered stack of read-only lower directories, an optional upper
 //! directory and a work directory with Linux overlayfs semantics, lazily on lookup.
 //! It knows nothing of containers-storage: callers hand it a [`StackSpec`], and the
-//! stack it serves can be replaced while mounted ([`StackHandle`]).
+//! stack it serves can be replaced while mounted ([`StackHandle`]). [`mount_program`] is
+//! the fuse-overlayfs-compatible command-line front end (`PROG -o OPTS MOUNTPOINT`).
 //!
 //! Reference behaviour is kernel overlayfs mounted with `redirect_dir=on,index=on`:
 //! - whiteouts and opaque dirs are read in both encodings (char 0/0 +
@@ -37,6 +38,7 @@ mod inode;
 mod layer;
 mod lookup;
 mod mount;
+pub mod mount_program;
 mod ops;
 mod overlap;
 mod readdir;

@@ -1,14 +1,12 @@
 //! Logging setup: tracing to stderr, filtered by `REBASEFS_LOG` or `RUST_LOG`.
 //!
-//! A daemon's stderr is redirected to `REBASEFS_LOG_FILE` or /dev/null (see `daemon`),
-//! so the same subscriber serves both the foreground and the daemonized case.
+//! A daemon's stderr is redirected to `REBASEFS_LOG_FILE` or /dev/null (by the mount
+//! program front end, `rebasefs_fuse::mount_program`), so the same subscriber serves both
+//! the foreground and the daemonized case.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
-
-/// Environment variable naming a file the daemon appends its log to.
-pub const LOG_FILE_ENV: &str = "REBASEFS_LOG_FILE";
 
 /// Installs the global subscriber; `debug` (`-d`) lowers the default level to debug.
 ///

@@ -3,30 +3,71 @@
 //! Parses the fuse-overlayfs command line, checks every path before anything is mounted,
 //! then (unless `-f`/`-d`) forks a daemon that mounts, reports success through a pipe and
 //! serves until unmounted. Any failure before the mount is live: one line on stderr, exit 2.
+//! What the embedding program adds (logging, a rewritten stack, work with the live mount)
+//! comes in through [`MountHooks`]; this module knows nothing of containers-storage.
 
 mod cmdline;
 mod daemon;
 mod layers;
-mod logging;
 mod options;
 mod termination;
 
+use std::any::Any;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rebasefs_fuse::{Mount, OverlayConfig, StackSpec};
 
-use crate::stack_rewrite;
+use crate::{Mount, OverlayConfig, StackHandle, StackSpec};
 use cmdline::Command;
 use options::MountOptions;
+
+/// What the program embedding the mount program adds around one mount. The front end
+/// parses, checks, mounts and serves; the `rebasefs` binary uses these to set up logging,
+/// serve a rebased stack and keep the live mount reachable (refresh socket, mount record).
+pub trait MountHooks {
+    /// Called once argv asks for a mount, before anything is logged (`debug`: `-d`). The
+    /// front end sets up no logging of its own.
+    fn start_logging(&self, debug: bool) {
+        let _ = debug;
+    }
+
+    /// The stack to serve for `asked`, the one the command line named (paths resolved).
+    fn rewrite_stack(&self, asked: StackSpec) -> StackSpec {
+        asked
+    }
+
+    /// Called once the mount is live, before the launching process is told so. What it
+    /// returns is kept until the daemon is done serving, then dropped.
+    fn mounted(&self, mount: LiveMount<'_>) -> Box<dyn Any> {
+        let _ = mount;
+        Box::new(())
+    }
+}
+
+/// A mount that has just gone live, as [`MountHooks::mounted`] sees it.
+pub struct LiveMount<'a> {
+    /// The stack the command line asked for, paths resolved.
+    pub asked: &'a StackSpec,
+    /// What [`MountHooks::rewrite_stack`] made of `asked` (before `ro` moves an upper
+    /// on top of the lowers).
+    pub served: &'a StackSpec,
+    /// The mountpoint, resolved.
+    pub mountpoint: &'a Path,
+    /// Replaces the served stack while the mount is live.
+    pub handle: StackHandle,
+    /// Every `-o` argument as given, in order.
+    pub options: &'a [String],
+    /// The directory relative paths were resolved against (the launcher's cwd).
+    pub cwd: &'a Path,
+}
 
 /// Exit code for bad usage or a mount that could not be set up (fuse-overlayfs uses 1;
 /// containers-storage only checks for non-zero).
 const EXIT_FAILED: i32 = 2;
 
 /// Parses the fuse-overlayfs command line, mounts, daemonizes; returns the exit code.
-pub fn run(args: Vec<OsString>) -> i32 {
+pub fn run(args: Vec<OsString>, hooks: &dyn MountHooks) -> i32 {
     let request = match cmdline::parse(&args) {
         Ok(Command::Help) => {
             print!("{}", cmdline::usage());
@@ -39,13 +80,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(Command::Mount(request)) => request,
         Err(error) => return fail(&error),
     };
-    logging::init(request.debug);
+    hooks.start_logging(request.debug);
     let prepared = match prepare(&request.option_strings, &request.mountpoint) {
         Ok(prepared) => prepared,
         Err(error) => return fail(&error),
     };
     if request.foreground {
-        return mount_and_serve(prepared, None);
+        return mount_and_serve(prepared, hooks, None);
     }
     match daemon::fork_with_status_pipe() {
         Err(error) => fail(&error),
@@ -57,12 +98,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             }
         },
         Ok(daemon::Side::Child(status)) => {
-            let log_file = std::env::var_os(logging::LOG_FILE_ENV).map(PathBuf::from);
+            let log_file = std::env::var_os(daemon::LOG_FILE_ENV).map(PathBuf::from);
             if let Err(error) = daemon::detach(log_file.as_deref()) {
                 status.report_failure(&format!("{error:#}"));
                 return EXIT_FAILED;
             }
-            mount_and_serve(prepared, Some(status))
+            mount_and_serve(prepared, hooks, Some(status))
         }
     }
 }
@@ -79,7 +120,10 @@ struct Prepared {
     stack: StackSpec,
     options: MountOptions,
     mountpoint: PathBuf,
-    invocation: stack_rewrite::Invocation,
+    /// The `-o` strings as given and the directory relative paths are resolved against:
+    /// what a remount repeats.
+    option_strings: Vec<String>,
+    cwd: PathBuf,
 }
 
 /// Parses the options and resolves every path, relative to the current directory.
@@ -110,10 +154,8 @@ fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
         },
         options,
         mountpoint,
-        invocation: stack_rewrite::Invocation {
-            options: option_strings.to_vec(),
-            cwd,
-        },
+        option_strings: option_strings.to_vec(),
+        cwd,
     })
 }
 
@@ -166,29 +208,32 @@ fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
 }
 
 /// Mounts and serves; reports the mount's state through `status` when daemonized.
-fn mount_and_serve(prepared: Prepared, status: Option<daemon::StatusPipe>) -> i32 {
+fn mount_and_serve(
+    prepared: Prepared,
+    hooks: &dyn MountHooks,
+    status: Option<daemon::StatusPipe>,
+) -> i32 {
     let mounted = termination::install(prepared.mountpoint.clone()).and_then(|live| {
-        let original = prepared.stack.clone();
-        let stack = stack_rewrite::rewrite(prepared.stack);
+        let stack = hooks.rewrite_stack(prepared.stack.clone());
         let served = stack.clone();
         let config = overlay_config(stack, &prepared.options);
         tracing::debug!(?config, mountpoint = %prepared.mountpoint.display(), "mounting");
-        rebasefs_fuse::validate(&config)?;
+        crate::validate(&config)?;
         let mount = Mount::new(config, &prepared.mountpoint)
             .with_context(|| format!("mounting {}", prepared.mountpoint.display()))?;
-        // Lets `podman restart` move a running container's mount onto a rebased stack.
-        let control = stack_rewrite::watch(
-            original,
-            served,
-            &prepared.mountpoint,
-            mount.stack_handle(),
-            &prepared.invocation,
-        );
+        let guard = hooks.mounted(LiveMount {
+            asked: &prepared.stack,
+            served: &served,
+            mountpoint: &prepared.mountpoint,
+            handle: mount.stack_handle(),
+            options: &prepared.option_strings,
+            cwd: &prepared.cwd,
+        });
         live.set();
-        Ok((mount, control))
+        Ok((mount, guard))
     });
-    // `_control` lives until the daemon is done serving, then takes its files away.
-    let (mount, _control) = match mounted {
+    // `_guard` lives until the daemon is done serving, then is dropped.
+    let (mount, _guard) = match mounted {
         Ok(mounted) => mounted,
         Err(error) => {
             let code = fail(&error);
@@ -276,7 +321,7 @@ mod tests {
         assert_eq!((config.squash_uid, config.squash_gid), (Some(5), Some(6)));
         assert_eq!(
             config.xattr_permissions,
-            rebasefs_fuse::XattrPermissions::ContainersUser
+            crate::XattrPermissions::ContainersUser
         );
         assert!(!config.fsync);
         assert_eq!(config.entry_timeout, Duration::from_secs(3));

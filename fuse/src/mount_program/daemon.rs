@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::unistd::{fork, ForkResult};
 
+/// Environment variable naming a file the daemon appends its stderr (its log) to.
+pub const LOG_FILE_ENV: &str = "REBASEFS_LOG_FILE";
+
 const LIVE: u8 = b'0';
 const FAILED: u8 = b'1';
 

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use crate::{IdRange, XattrPermissions};
 use anyhow::{bail, Context, Result};
-use rebasefs_fuse::{IdRange, XattrPermissions};
 
 use super::layers;
 
