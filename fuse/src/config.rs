@@ -2,7 +2,7 @@
 //!
 //! This is the contract between whoever builds a mount (the `rebasefs` mount-program
 //! front end, the plugin's inspection mounts, tests) and the filesystem. It holds plain
-//! data only; parsing the fuse-overlayfs `-o` grammar lives in the binary.
+//! data only; parsing the fuse-overlayfs `-o` grammar lives in [`crate::mount_program`].
 
 use std::path::PathBuf;
 use std::time::Duration;
