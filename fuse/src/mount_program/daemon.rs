@@ -9,9 +9,10 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
-use nix::unistd::{fork, ForkResult};
+
+use crate::sys::{self, Forked};
 
 /// Environment variable naming a file the daemon appends its stderr (its log) to.
 pub const LOG_FILE_ENV: &str = "REBASEFS_LOG_FILE";
@@ -45,24 +46,16 @@ impl StatusPipe {
     }
 }
 
-/// Forks; must be called while the process has a single thread.
+/// Forks (refused unless the process has a single thread).
 pub fn fork_with_status_pipe() -> Result<Side> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map(|dir| dir.count())
-        .context("counting threads in /proc/self/task")?;
-    if threads > 1 {
-        bail!("internal error: {threads} threads exist before fork");
-    }
     let (read_end, write_end): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating the status pipe")?;
-    // SAFETY: the process is single-threaded (checked just above), so the child gets a
-    // consistent copy of every lock and allocator state and may run arbitrary code.
-    match unsafe { fork() }.context("fork")? {
-        ForkResult::Parent { .. } => {
+    match sys::fork_single_threaded()? {
+        Forked::Parent => {
             drop(write_end);
             Ok(Side::Parent(File::from(read_end)))
         }
-        ForkResult::Child => {
+        Forked::Child => {
             drop(read_end);
             Ok(Side::Child(StatusPipe(File::from(write_end))))
         }
