@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::inode::{Node, ROOT_ID};
+use crate::overlay::inode::{Node, ROOT_ID};
 
 /// Descriptors alive as [`HeldFd`]s in this process.
 static HELD: AtomicUsize = AtomicUsize::new(0);
@@ -229,8 +229,8 @@ mod tests {
     use std::ffi::OsString;
 
     use super::*;
-    use crate::inode::NodeTable;
-    use crate::lookup::{LayerEntry, Resolved};
+    use crate::overlay::inode::NodeTable;
+    use crate::overlay::lookup::{LayerEntry, Resolved};
 
     /// A resolution holding one fresh descriptor (of `/`).
     fn resolution() -> Arc<Resolved> {

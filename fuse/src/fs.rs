@@ -17,11 +17,11 @@ use fuser::{
 };
 use tracing::debug;
 
-use crate::core::{errno, Handle, Overlay, Res};
 use crate::fdbudget::HeldFd;
-use crate::inode::{BackingFile, Node};
-use crate::lookup;
-use crate::ops::{Caller, NewKind};
+use crate::overlay::inode::{BackingFile, Node};
+use crate::overlay::lookup;
+use crate::overlay::namespace::{Caller, NewKind};
+use crate::overlay::{errno, Handle, Overlay, Res};
 use crate::sys::{self, TimeSpec};
 
 #[derive(Debug)]
@@ -276,7 +276,7 @@ impl Fs {
         self.ov.attr(&node, &res)
     }
 
-    fn fill_dir(&self, fh: FileHandle, offset: u64) -> Res<Arc<Vec<crate::core::DirItem>>> {
+    fn fill_dir(&self, fh: FileHandle, offset: u64) -> Res<Arc<Vec<crate::overlay::DirItem>>> {
         let h = self.ov.handle(fh.0)?;
         match &*h {
             Handle::Dir { node, entries } => {
@@ -355,7 +355,8 @@ impl Filesystem for Fs {
                     && self.ov.note_negative(parent.0, name) =>
             {
                 // Node id 0: a negative entry the kernel may cache for the entry TTL.
-                let mut attr = crate::idmap::file_attr(0, &sys::zero_stat(), false, &self.ov.ids);
+                let mut attr =
+                    crate::overlay::idmap::file_attr(0, &sys::zero_stat(), false, &self.ov.ids);
                 attr.ino = INodeNo(0);
                 reply.entry_with_ttls(&self.ttl_attr(), &self.ttl_entry(), &attr, gen0())
             }
@@ -808,7 +809,7 @@ impl Filesystem for Fs {
             if self.ov.xattr_hidden(name) {
                 return Err(Errno::EPERM);
             }
-            let stored = crate::whiteout::xattr_to_stored(name).ok_or(Errno::EPERM)?;
+            let stored = crate::overlay::whiteout::xattr_to_stored(name).ok_or(Errno::EPERM)?;
             let _t = self.ov.tree.lock();
             let stack = self.ov.stack();
             let (_, res) = self.upper_of(ino.0)?;
@@ -843,7 +844,7 @@ impl Filesystem for Fs {
             if self.ov.xattr_hidden(name) {
                 return Err(Errno::ENODATA);
             }
-            let name = &crate::whiteout::xattr_to_stored(name).ok_or(Errno::ENODATA)?;
+            let name = &crate::overlay::whiteout::xattr_to_stored(name).ok_or(Errno::ENODATA)?;
             let _t = self.ov.tree.lock();
             let stack = self.ov.stack();
             let node = self.ov.node(ino.0)?;

@@ -28,23 +28,13 @@
 //!   link counts match.
 
 pub mod config;
-mod copyup;
-mod core;
-mod dirindex;
 mod fdbudget;
 mod fs;
-mod idmap;
-mod inode;
-mod layer;
-mod lookup;
 mod mount;
 pub mod mount_program;
-mod ops;
 mod overlap;
-mod readdir;
+mod overlay;
 mod sys;
-mod whiteout;
-mod xattr;
 
 pub use config::{IdRange, OverlayConfig, StackSpec, XattrPermissions};
 pub use mount::{validate, Error, Mount, StackHandle};

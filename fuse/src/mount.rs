@@ -12,10 +12,10 @@ use fuser::{Config, INodeNo, Session, SessionACL};
 use tracing::{debug, info, warn};
 
 use crate::config::{OverlayConfig, StackSpec};
-use crate::core::Overlay;
 use crate::fs::Fs;
-use crate::inode::ROOT_ID;
-use crate::layer::Stack;
+use crate::overlay::inode::ROOT_ID;
+use crate::overlay::layer::Stack;
+use crate::overlay::Overlay;
 
 /// Why a mount could not be set up or served.
 #[derive(Debug, thiserror::Error)]

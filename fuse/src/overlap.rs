@@ -8,7 +8,7 @@
 //!   workdir ("overlapping lowerdir path").
 //!
 //! An upperdir or workdir *inside a lowerdir* the kernel mounts, answering ELOOP when it is
-//! looked up in the merged tree; [`crate::layer::Stack`] keeps the same traps.
+//! looked up in the merged tree; [`crate::overlay::layer::Stack`] keeps the same traps.
 //!
 //! "The same directory" is the same (dev, ino), so a symlink (containers-storage's
 //! `l/<short>` lowers) or a bind mount naming a layer twice is caught; nesting is decided

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 
-use crate::layer::Stack;
-use crate::lookup::Resolved;
+use super::layer::Stack;
+use super::lookup::Resolved;
+use super::whiteout;
 use crate::sys;
-use crate::whiteout;
 
 /// One visible name of a merged directory and the layer its top copy comes from.
 #[derive(Debug, Clone)]

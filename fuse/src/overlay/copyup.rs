@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use fuser::Errno;
 
-use crate::core::{errno, Overlay, Res};
-use crate::inode::Node;
-use crate::lookup::{LayerEntry, Resolved};
+use super::inode::Node;
+use super::lookup::{LayerEntry, Resolved};
+use super::xattr::copy_xattrs;
+use super::{errno, Overlay, Res};
 use crate::sys::{self, TimeSpec};
-use crate::xattr::copy_xattrs;
 
 impl Overlay {
     /// Ensures `node` exists in the upper layer; returns its fresh resolution.
@@ -61,7 +61,7 @@ impl Overlay {
                 sys::open_path_at(work.as_fd(), &tmp)
                     .map_err(errno)?
                     .as_fd(),
-                std::ffi::OsStr::new(crate::inode::LINKS_XATTR),
+                std::ffi::OsStr::new(super::inode::LINKS_XATTR),
                 lc.encode().as_bytes(),
                 0,
             );

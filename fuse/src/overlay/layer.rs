@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use parking_lot::RwLock;
 
+use super::dirindex::DirIndex;
 use crate::config::StackSpec;
-use crate::dirindex::DirIndex;
 use crate::fdbudget::HeldFd;
 use crate::sys;
 

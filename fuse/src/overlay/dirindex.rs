@@ -10,8 +10,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::BorrowedFd;
 
+use super::whiteout;
 use crate::sys;
-use crate::whiteout;
 
 #[derive(Debug)]
 pub struct IndexEntry {
@@ -60,7 +60,7 @@ impl DirIndex {
                 match sys::stat_at(dir, &e.name) {
                     Ok(st) => {
                         is_wh = whiteout::is_whiteout(&st);
-                        dtype = crate::readdir::dtype_of(st.st_mode);
+                        dtype = super::readdir::dtype_of(st.st_mode);
                     }
                     Err(_) => continue,
                 }

@@ -10,11 +10,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
 
-use crate::dirindex::{DirIndex, Probe};
+use super::dirindex::{DirIndex, Probe};
+use super::layer::Stack;
+use super::whiteout;
 use crate::fdbudget::HeldFd;
-use crate::layer::Stack;
 use crate::sys::{self, Stat};
-use crate::whiteout;
 
 /// One layer's copy of a merged entry.
 #[derive(Debug, Clone)]

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use fuser::{Errno, FileAttr};
 
-use crate::core::{errno, Overlay, Res, NAME_MAX};
-use crate::inode::{Node, ROOT_ID};
-use crate::layer::Stack;
-use crate::lookup::{self, Resolved};
+use super::inode::{Node, ROOT_ID};
+use super::layer::Stack;
+use super::lookup::{self, Resolved};
+use super::whiteout;
+use super::{errno, Overlay, Res, NAME_MAX};
 use crate::sys;
-use crate::whiteout;
 
 /// What to create.
 pub enum NewKind<'a> {
@@ -268,7 +268,7 @@ impl Overlay {
             return Err(Errno::EISDIR);
         }
         if dir
-            && !crate::readdir::merged_entries(&stack, &res)
+            && !super::readdir::merged_entries(&stack, &res)
                 .map_err(errno)?
                 .is_empty()
         {
@@ -355,7 +355,7 @@ impl Overlay {
         if let Some(up) = res.upper(stack) {
             let _ = sys::set_xattr(
                 up.fd(),
-                OsStr::new(crate::inode::LINKS_XATTR),
+                OsStr::new(super::inode::LINKS_XATTR),
                 lc.encode().as_bytes(),
                 0,
             );
@@ -494,7 +494,7 @@ impl Overlay {
             if src.is_dir()
                 && d.is_dir()
                 && d.has_lower(&stack)
-                && !crate::readdir::merged_entries(&stack, d)
+                && !super::readdir::merged_entries(&stack, d)
                     .map_err(errno)?
                     .is_empty()
             {

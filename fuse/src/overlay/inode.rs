@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::lookup::Resolved;
 use crate::fdbudget::{CacheSlot, FdBudget};
-use crate::lookup::Resolved;
 
 pub const ROOT_ID: u64 = 1;
 const SHARDS: usize = 32;

@@ -7,10 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 
 use fuser::{Errno, FileAttr};
 
+use super::whiteout::{xattr_to_stored, xattr_to_user};
+use super::{errno, Overlay, Res};
 use crate::config::XattrPermissions;
-use crate::core::{errno, Overlay, Res};
 use crate::sys;
-use crate::whiteout::{xattr_to_stored, xattr_to_user};
 
 fn override_name(p: XattrPermissions) -> Option<&'static str> {
     match p {
@@ -90,7 +90,7 @@ impl Overlay {
     }
 
     pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> Res<Vec<u8>> {
-        if self.xattr_hidden(name) || (is_dir && crate::whiteout::is_dir_marker_xattr(name)) {
+        if self.xattr_hidden(name) || (is_dir && super::whiteout::is_dir_marker_xattr(name)) {
             return Err(Errno::ENODATA);
         }
         let Some(stored) = xattr_to_stored(name) else {

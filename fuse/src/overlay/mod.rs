@@ -2,6 +2,17 @@
 //! open handles, and node resolution (re-done lazily when the stack generation changes
 //! or the descriptor budget evicted the cached one).
 
+mod copyup;
+pub mod dirindex;
+pub mod idmap;
+pub mod inode;
+pub mod layer;
+pub mod lookup;
+pub mod namespace;
+pub mod readdir;
+pub mod whiteout;
+mod xattr;
+
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,12 +23,12 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::OverlayConfig;
 use crate::fdbudget::{FdBudget, HeldFd};
-use crate::idmap::{self, IdMapper};
-use crate::inode::{BackingFile, Node, NodeTable, ROOT_ID};
-use crate::layer::Stack;
-use crate::lookup::{self, Resolved};
-use crate::readdir::MergedEntry;
 use crate::sys;
+use idmap::IdMapper;
+use inode::{BackingFile, Node, NodeTable, ROOT_ID};
+use layer::Stack;
+use lookup::Resolved;
+use readdir::MergedEntry;
 
 pub type Res<T> = Result<T, Errno>;
 
@@ -218,10 +229,10 @@ impl Overlay {
             if lc.lower_links == 0 && (st.st_nlink > 1 || res.top().is_some_and(|t| t.indexed)) {
                 // A copied-up hard link seen first after a remount: counts from its xattr.
                 let stored = res.upper(&self.stack()).and_then(|up| {
-                    sys::get_xattr(up.fd(), OsStr::new(crate::inode::LINKS_XATTR))
+                    sys::get_xattr(up.fd(), OsStr::new(inode::LINKS_XATTR))
                         .ok()
                         .flatten()
-                        .and_then(|v| crate::inode::LinkCount::decode(&v))
+                        .and_then(|v| inode::LinkCount::decode(&v))
                 });
                 if let Some(s) = stored {
                     lc = self.nodes.update_link_count(node.identity, |c| *c = s);
@@ -247,7 +258,7 @@ impl Overlay {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
-        if crate::whiteout::is_aufs_name(name) {
+        if whiteout::is_aufs_name(name) {
             return Err(Errno::ENOENT);
         }
         let stack = self.stack();
@@ -281,7 +292,7 @@ impl Overlay {
     pub fn list_dir(&self, node: &Node) -> Res<Vec<DirItem>> {
         let stack = self.stack();
         let res = self.resolve_in(&stack, node, 0)?;
-        let entries = crate::readdir::merged_entries(&stack, &res).map_err(errno)?;
+        let entries = readdir::merged_entries(&stack, &res).map_err(errno)?;
         let mut items = Vec::with_capacity(entries.len() + 2);
         let parent = if node.id == ROOT_ID {
             ROOT_ID
@@ -301,7 +312,7 @@ impl Overlay {
         for e in entries {
             let ino = self.item_id(&stack, &res, &e);
             items.push(DirItem {
-                kind: crate::readdir::file_type_of_dtype(e.dtype),
+                kind: readdir::file_type_of_dtype(e.dtype),
                 name: e.name,
                 ino,
             });
