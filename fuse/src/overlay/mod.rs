@@ -10,6 +10,7 @@ pub mod layer;
 pub mod lookup;
 pub mod namespace;
 pub mod readdir;
+mod rename;
 pub mod whiteout;
 mod xattr;
 
