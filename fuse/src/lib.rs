@@ -27,9 +27,9 @@
 //!   (FUSE does not say through which name a file was changed); the merged view and
 //!   link counts match.
 
+mod adapter;
 pub mod config;
 mod fdbudget;
-mod fs;
 mod mount;
 pub mod mount_program;
 mod overlap;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use fuser::{Config, INodeNo, Session, SessionACL};
 use tracing::{debug, info, warn};
 
+use crate::adapter::Fs;
 use crate::config::{OverlayConfig, StackSpec};
-use crate::fs::Fs;
 use crate::overlay::inode::ROOT_ID;
 use crate::overlay::layer::Stack;
 use crate::overlay::Overlay;

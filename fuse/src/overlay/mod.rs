@@ -1,16 +1,36 @@
-//! The overlay state shared by all request threads: the current stack, the node table,
-//! open handles, and node resolution (re-done lazily when the stack generation changes
-//! or the descriptor budget evicted the cached one).
+//! The overlay filesystem: what every request does to the merged tree, independent of
+//! FUSE's wire protocol (the adapter, `crate::adapter`, decodes requests into calls here
+//! and sends the replies). This file holds the state shared by all request threads (the
+//! current stack, the node table, open handles, the tree lock) and node resolution,
+//! re-done lazily when the stack generation changes or the descriptor budget evicted the
+//! cached one. `Overlay`'s operations live one file per concern:
+//!
+//! - getattr and the attributes the kernel is given in [`attr`], setattr in [`setattr`];
+//! - open and create with the open policy (copy-up, passthrough or daemon-served) in
+//!   [`open`], the handle table in [`handles`], data, symlink targets, sync and statfs
+//!   in [`io`];
+//! - extended attributes in [`xattr`], directory listings in [`readdir`];
+//! - create, mkdir, mknod, symlink, link, unlink and rmdir in [`namespace`], rename in
+//!   [`rename`], copy-up in [`copyup`].
+//!
+//! Below them: [`lookup`] (resolving a name through the layers), [`layer`] (the opened
+//! stack), [`dirindex`] (lower-directory name indexes), [`whiteout`] (whiteouts, opaque
+//! directories and redirects on disk), [`inode`] (the node table), [`idmap`] (id mapping).
 
+pub mod attr;
 mod copyup;
 pub mod dirindex;
+pub mod handles;
 pub mod idmap;
 pub mod inode;
+pub mod io;
 pub mod layer;
 pub mod lookup;
 pub mod namespace;
+pub mod open;
 pub mod readdir;
 mod rename;
+pub mod setattr;
 pub mod whiteout;
 mod xattr;
 
@@ -25,11 +45,11 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::OverlayConfig;
 use crate::fdbudget::{FdBudget, HeldFd};
 use crate::sys;
+use handles::{Handle, HANDLE_SHARDS};
 use idmap::IdMapper;
-use inode::{BackingFile, Node, NodeTable, ROOT_ID};
+use inode::{Node, NodeTable, ROOT_ID};
 use layer::Stack;
 use lookup::Resolved;
-use readdir::MergedEntry;
 
 pub type Res<T> = Result<T, Errno>;
 
@@ -41,33 +61,6 @@ pub fn errno(e: std::io::Error) -> Errno {
 }
 
 pub const NAME_MAX: usize = 255;
-
-/// An open file or directory.
-#[derive(Debug)]
-pub enum Handle {
-    File {
-        /// Swapped to the upper copy when the file is copied up while open.
-        fd: RwLock<Arc<HeldFd>>,
-        node: u64,
-        /// Served through this daemon (not passthrough).
-        cached: bool,
-        /// Keeps the passthrough registration alive while the file is open.
-        #[allow(dead_code)]
-        backing: Option<Arc<BackingFile>>,
-    },
-    Dir {
-        node: u64,
-        entries: Mutex<Option<Arc<Vec<DirItem>>>>,
-    },
-}
-
-/// One readdir item with the node id it will have when looked up.
-#[derive(Debug, Clone)]
-pub struct DirItem {
-    pub name: OsString,
-    pub ino: u64,
-    pub kind: fuser::FileType,
-}
 
 #[derive(Debug)]
 pub struct Overlay {
@@ -88,8 +81,6 @@ pub struct Overlay {
 }
 
 const NEGATIVE_CAP: usize = 200_000;
-
-const HANDLE_SHARDS: usize = 16;
 
 impl Overlay {
     pub fn new(config: OverlayConfig, stack: Stack) -> std::io::Result<Overlay> {
@@ -212,48 +203,6 @@ impl Overlay {
         self.resolve(node)
     }
 
-    /// Attributes of a node from a fresh stat of its top layer entry.
-    pub fn attr(&self, node: &Node, res: &Resolved) -> Res<FileAttr> {
-        let top = res.top().ok_or(Errno::ENOENT)?;
-        let st = sys::stat_fd(top.fd()).map_err(errno)?;
-        Ok(self.attr_from_stat(node, res, &st))
-    }
-
-    /// Attributes from a stat of the node's top file (or of an open fd of it).
-    pub fn attr_from_stat(&self, node: &Node, res: &Resolved, st: &sys::Stat) -> FileAttr {
-        let merged = lookup::is_dir(st) && res.entries.len() > 1;
-        let mut a = idmap::file_attr(node.id, st, merged, &self.ids);
-        if !lookup::is_dir(st) {
-            // Kernel overlay (index=on) counts a lower hard link's names: the lower
-            // ones still there plus the ones added by link().
-            let mut lc = self.nodes.link_count(node.identity);
-            if lc.lower_links == 0 && (st.st_nlink > 1 || res.top().is_some_and(|t| t.indexed)) {
-                // A copied-up hard link seen first after a remount: counts from its xattr.
-                let stored = res.upper(&self.stack()).and_then(|up| {
-                    sys::get_xattr(up.fd(), OsStr::new(inode::LINKS_XATTR))
-                        .ok()
-                        .flatten()
-                        .and_then(|v| inode::LinkCount::decode(&v))
-                });
-                if let Some(s) = stored {
-                    lc = self.nodes.update_link_count(node.identity, |c| *c = s);
-                }
-            }
-            let lower = if lc.lower_links > 0 {
-                lc.lower_links
-            } else {
-                res.top().map_or(0, |t| t.lower_nlink)
-            };
-            if lower > 1 {
-                a.nlink = (lower + lc.extra).saturating_sub(lc.gone);
-            }
-        }
-        if let Some(top) = res.top() {
-            self.apply_override(top.fd(), &mut a);
-        }
-        a
-    }
-
     /// Looks `name` up under `parent`, registering the node (one kernel lookup).
     pub fn lookup(&self, parent: &Node, name: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
         if name.len() > NAME_MAX {
@@ -289,97 +238,6 @@ impl Overlay {
         Ok((node, attr))
     }
 
-    /// The readdir listing of a directory node with the ids lookups will give.
-    pub fn list_dir(&self, node: &Node) -> Res<Vec<DirItem>> {
-        let stack = self.stack();
-        let res = self.resolve_in(&stack, node, 0)?;
-        let entries = readdir::merged_entries(&stack, &res).map_err(errno)?;
-        let mut items = Vec::with_capacity(entries.len() + 2);
-        let parent = if node.id == ROOT_ID {
-            ROOT_ID
-        } else {
-            node.state.lock().parent
-        };
-        items.push(DirItem {
-            name: ".".into(),
-            ino: node.id,
-            kind: fuser::FileType::Directory,
-        });
-        items.push(DirItem {
-            name: "..".into(),
-            ino: parent,
-            kind: fuser::FileType::Directory,
-        });
-        for e in entries {
-            let ino = self.item_id(&stack, &res, &e);
-            items.push(DirItem {
-                kind: readdir::file_type_of_dtype(e.dtype),
-                name: e.name,
-                ino,
-            });
-        }
-        Ok(items)
-    }
-
-    fn item_id(&self, stack: &Stack, dir: &Resolved, e: &MergedEntry) -> u64 {
-        if e.dtype == libc::DT_DIR && stack.is_upper(e.layer) {
-            // An upper directory may merge with lower ones: resolve it like lookup does.
-            if let Ok(Some(r)) = lookup::lookup_child(stack, dir, &e.name) {
-                return self.nodes.id_for(r.identity(stack));
-            }
-        }
-        self.nodes.id_for((e.dev, e.ino))
-    }
-
-    pub fn add_handle(&self, h: Handle) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles[(fh as usize) % HANDLE_SHARDS]
-            .write()
-            .insert(fh, Arc::new(h));
-        fh
-    }
-
-    pub fn handle(&self, fh: u64) -> Res<Arc<Handle>> {
-        self.handles[(fh as usize) % HANDLE_SHARDS]
-            .read()
-            .get(&fh)
-            .cloned()
-            .ok_or(Errno::EBADF)
-    }
-
-    pub fn remove_handle(&self, fh: u64) -> Option<Arc<Handle>> {
-        let h = self.handles[(fh as usize) % HANDLE_SHARDS]
-            .write()
-            .remove(&fh)?;
-        if let Handle::File {
-            node, cached: true, ..
-        } = &*h
-        {
-            if let Some(n) = self.nodes.get(*node) {
-                let mut io = n.io.lock();
-                io.cached_opens = io.cached_opens.saturating_sub(1);
-                io.lower_fhs.retain(|f| *f != fh);
-            }
-        }
-        Some(h)
-    }
-
-    /// After a copy-up, points the node's open read-only handles at the upper copy
-    /// (kernel overlayfs readers also see the copied-up file).
-    pub fn swap_open_handles(&self, node: &Node, upper: std::os::fd::BorrowedFd<'_>) {
-        let fhs = std::mem::take(&mut node.io.lock().lower_fhs);
-        for fh in fhs {
-            if let Ok(h) = self.handle(fh) {
-                if let Handle::File { fd, .. } = &*h {
-                    match sys::reopen(upper, libc::O_RDONLY) {
-                        Ok(f) => *fd.write() = Arc::new(HeldFd::new(f)),
-                        Err(e) => tracing::warn!("reopening handle {fh} after copy-up: {e}"),
-                    }
-                }
-            }
-        }
-    }
-
     /// A fresh name for a temporary entry in the work directory.
     pub fn tmp_name(&self) -> OsString {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
@@ -400,13 +258,27 @@ impl Overlay {
         true
     }
 
+    /// A kernel lookup of `name` under `parent`: the entry's attributes, or for an absent
+    /// name that may be cached as absent, a negative entry (node id 0) the kernel keeps for
+    /// the entry TTL.
+    pub fn lookup_entry(&self, parent: u64, name: &OsStr) -> Res<FileAttr> {
+        match self.node(parent).and_then(|p| self.lookup(&p, name)) {
+            Ok((_, attr)) => Ok(attr),
+            Err(e)
+                if e == Errno::ENOENT
+                    && !self.config.entry_timeout.is_zero()
+                    && self.note_negative(parent, name) =>
+            {
+                let mut attr = idmap::file_attr(0, &sys::zero_stat(), false, &self.ids);
+                attr.ino = fuser::INodeNo(0);
+                Ok(attr)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every node the kernel knows, for cache invalidation after a stack swap.
     pub fn known_nodes(&self) -> Vec<Arc<Node>> {
         self.nodes.all()
-    }
-
-    pub fn root_fd_for_statfs(&self) -> Option<Arc<HeldFd>> {
-        let stack = self.stack();
-        stack.layers.first().map(|l| l.root.clone())
     }
 }

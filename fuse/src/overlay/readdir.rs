@@ -1,14 +1,29 @@
 //! Merged directory listing: the union of a directory's layers, top layer winning,
-//! whiteouts (both encodings) hiding names below them, AUFS meta names never shown.
+//! whiteouts (both encodings) hiding names below them, AUFS meta names never shown; and
+//! the listing a directory handle serves (with the node ids lookups will give), read once
+//! per open directory and rewind.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
+use std::sync::Arc;
 
+use fuser::Errno;
+
+use super::handles::Handle;
+use super::inode::{Node, ROOT_ID};
 use super::layer::Stack;
-use super::lookup::Resolved;
-use super::whiteout;
+use super::lookup::{self, Resolved};
+use super::{errno, whiteout, Overlay, Res};
 use crate::sys;
+
+/// One readdir item with the node id it will have when looked up.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    pub name: OsString,
+    pub ino: u64,
+    pub kind: fuser::FileType,
+}
 
 /// One visible name of a merged directory and the layer its top copy comes from.
 #[derive(Debug, Clone)]
@@ -108,5 +123,78 @@ pub fn file_type_of_dtype(d: u8) -> fuser::FileType {
         libc::DT_FIFO => fuser::FileType::NamedPipe,
         libc::DT_SOCK => fuser::FileType::Socket,
         _ => fuser::FileType::RegularFile,
+    }
+}
+
+impl Overlay {
+    /// opendir: a handle whose listing is read at the first readdir.
+    pub fn open_dir(&self, ino: u64) -> Res<u64> {
+        let node = self.node(ino)?;
+        let res = self.resolve(&node)?;
+        if !res.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(self.add_handle(Handle::Dir {
+            node: node.id,
+            entries: parking_lot::Mutex::new(None),
+        }))
+    }
+
+    /// The listing of directory handle `fh`, read again when a readdir starts at 0.
+    pub fn dir_items(&self, fh: u64, offset: u64) -> Res<Arc<Vec<DirItem>>> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Dir { node, entries } => {
+                let mut e = entries.lock();
+                if offset == 0 || e.is_none() {
+                    let n = self.node(*node)?;
+                    *e = Some(Arc::new(self.list_dir(&n)?));
+                }
+                e.clone().ok_or(Errno::EIO)
+            }
+            Handle::File { .. } => Err(Errno::ENOTDIR),
+        }
+    }
+
+    /// The readdir listing of a directory node with the ids lookups will give.
+    pub fn list_dir(&self, node: &Node) -> Res<Vec<DirItem>> {
+        let stack = self.stack();
+        let res = self.resolve_in(&stack, node, 0)?;
+        let entries = merged_entries(&stack, &res).map_err(errno)?;
+        let mut items = Vec::with_capacity(entries.len() + 2);
+        let parent = if node.id == ROOT_ID {
+            ROOT_ID
+        } else {
+            node.state.lock().parent
+        };
+        items.push(DirItem {
+            name: ".".into(),
+            ino: node.id,
+            kind: fuser::FileType::Directory,
+        });
+        items.push(DirItem {
+            name: "..".into(),
+            ino: parent,
+            kind: fuser::FileType::Directory,
+        });
+        for e in entries {
+            let ino = self.item_id(&stack, &res, &e);
+            items.push(DirItem {
+                kind: file_type_of_dtype(e.dtype),
+                name: e.name,
+                ino,
+            });
+        }
+        Ok(items)
+    }
+
+    fn item_id(&self, stack: &Stack, dir: &Resolved, e: &MergedEntry) -> u64 {
+        if e.dtype == libc::DT_DIR && stack.is_upper(e.layer) {
+            // An upper directory may merge with lower ones: resolve it like lookup does.
+            if let Ok(Some(r)) = lookup::lookup_child(stack, dir, &e.name) {
+                return self.nodes.id_for(r.identity(stack));
+            }
+        }
+        self.nodes.id_for((e.dev, e.ino))
     }
 }

@@ -1,12 +1,16 @@
-//! Extended attributes as users see them: overlay-private names hidden, and the
-//! `xattr_permissions=` stat override (`uid:gid:mode[:type]` stored in an xattr).
+//! Extended attributes as users see them: overlay-private names hidden, the
+//! `xattr_permissions=` stat override (`uid:gid:mode[:type]` stored in an xattr), changes
+//! made on the upper copy, and what a copy-up carries over.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 
 use fuser::{Errno, FileAttr};
 
+use super::inode::Node;
+use super::lookup::Resolved;
 use super::whiteout::{xattr_to_stored, xattr_to_user};
 use super::{errno, Overlay, Res};
 use crate::config::XattrPermissions;
@@ -89,7 +93,70 @@ impl Overlay {
             .is_some_and(|n| name.as_bytes() == n.as_bytes())
     }
 
-    pub fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> Res<Vec<u8>> {
+    /// getxattr of node `ino` (its top layer entry).
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        let res = self.resolve(&node)?;
+        let top = res.top().ok_or(Errno::ENOENT)?;
+        self.get_xattr(top.fd(), name, top.is_dir())
+    }
+
+    /// listxattr of node `ino`; `privileged`: the caller is root.
+    pub fn listxattr(&self, ino: u64, privileged: bool) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        let res = self.resolve(&node)?;
+        let top = res.top().ok_or(Errno::ENOENT)?;
+        self.list_xattr(top.fd(), privileged, top.is_dir())
+    }
+
+    /// setxattr of node `ino`, on its upper copy.
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
+        if self.xattr_hidden(name) {
+            return Err(Errno::EPERM);
+        }
+        let stored = xattr_to_stored(name).ok_or(Errno::EPERM)?;
+        let _t = self.tree.lock();
+        let stack = self.stack();
+        let (_, res) = self.upper_of(ino)?;
+        let up = res.upper(&stack).ok_or(Errno::EIO)?;
+        sys::set_xattr(up.fd(), &stored, value, flags).map_err(errno)
+    }
+
+    /// removexattr of node `ino`, on its upper copy.
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Res<()> {
+        if self.xattr_hidden(name) {
+            return Err(Errno::ENODATA);
+        }
+        let name = &xattr_to_stored(name).ok_or(Errno::ENODATA)?;
+        let _t = self.tree.lock();
+        let stack = self.stack();
+        let node = self.node(ino)?;
+        let res = self.resolve(&node)?;
+        // Removing an absent xattr must not copy up.
+        let top = res.top().ok_or(Errno::ENOENT)?;
+        if sys::get_xattr(top.fd(), name).map_err(errno)?.is_none() {
+            return Err(Errno::ENODATA);
+        }
+        let (_, res) = self.upper_of(ino)?;
+        let up = res.upper(&stack).ok_or(Errno::EIO)?;
+        sys::remove_xattr(up.fd(), name).map_err(errno)
+    }
+
+    /// The upper copy to change an xattr on. Like the kernel's xattr ops, an inode
+    /// already copied up (a lower name of a copied-up hard link, reaching the copy
+    /// through the link index) is changed in place: this name is not linked up.
+    fn upper_of(&self, ino: u64) -> Res<(Arc<Node>, Arc<Resolved>)> {
+        let node = self.node(ino)?;
+        let stack = self.stack();
+        let res = self.resolve(&node)?;
+        if res.upper(&stack).is_some() {
+            return Ok((node, res));
+        }
+        let res = self.copy_up(&node)?;
+        Ok((node, res))
+    }
+
+    fn get_xattr(&self, fd: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> Res<Vec<u8>> {
         if self.xattr_hidden(name) || (is_dir && super::whiteout::is_dir_marker_xattr(name)) {
             return Err(Errno::ENODATA);
         }
@@ -104,7 +171,7 @@ impl Overlay {
 
     /// The NUL-separated name list users see (`trusted.*` only for privileged callers,
     /// as the kernel filters it).
-    pub fn list_xattr(&self, fd: BorrowedFd<'_>, privileged: bool, is_dir: bool) -> Res<Vec<u8>> {
+    fn list_xattr(&self, fd: BorrowedFd<'_>, privileged: bool, is_dir: bool) -> Res<Vec<u8>> {
         let names: Vec<OsString> = sys::list_xattr(fd).map_err(errno)?;
         let mut out = Vec::new();
         for n in names {

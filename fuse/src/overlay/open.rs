@@ -1,0 +1,138 @@
+//! Opening files, and the open policy: a write open (or `O_TRUNC`) copies up first; the
+//! handle of an upper file uses FUSE passthrough when the kernel offers it, a lower file's
+//! is served by the daemon (see [`Overlay::register_open`] for why); create makes the new
+//! file and opens it in one step.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fuser::{BackingId, Errno, FileAttr};
+use tracing::debug;
+
+use super::handles::Handle;
+use super::inode::{BackingFile, Node};
+use super::namespace::{Caller, NewKind};
+use super::{errno, Overlay, Res};
+use crate::fdbudget::HeldFd;
+use crate::sys;
+
+/// What an open needs to reply: our handle, and a passthrough backing if any.
+pub struct Opened {
+    pub fh: u64,
+    pub backing: Option<Arc<BackingFile>>,
+    pub keep_cache: bool,
+}
+
+impl Overlay {
+    /// Opens node `ino` with `flags`. `make_backing` registers an fd as a passthrough
+    /// backing file with the kernel (fuser's `ReplyOpen::open_backing`).
+    pub fn open(
+        &self,
+        ino: u64,
+        flags: i32,
+        make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
+    ) -> Res<Opened> {
+        let (node, fd, upper) = self.open_inner(ino, flags)?;
+        self.register_open(&node, fd, upper, make_backing)
+    }
+
+    /// Creates the file `name` under `parent` and opens it (`flags`), as [`Self::open`].
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+        make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
+    ) -> Res<(FileAttr, Opened)> {
+        let p = self.node(parent)?;
+        self.nodes.reserve_fds(1);
+        let (node, attr, fd) =
+            self.create_entry(&p, name, mode, NewKind::File { flags }, caller)?;
+        let fd = fd.ok_or(Errno::EIO)?;
+        let opened = self.register_open(&node, fd, true, make_backing)?;
+        Ok((attr, opened))
+    }
+
+    /// Registers an open fd as a handle. Upper files use FUSE passthrough when the
+    /// kernel offers it. Lower files are served by the daemon: a copy-up while they are
+    /// open must redirect their readers to the upper copy (as kernel overlayfs does),
+    /// which a passthrough backing file cannot do, and the kernel refuses mixing
+    /// passthrough and daemon-served opens of one inode.
+    fn register_open(
+        &self,
+        node: &Node,
+        fd: OwnedFd,
+        upper: bool,
+        make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
+    ) -> Res<Opened> {
+        let st = sys::stat_fd(fd.as_fd()).map_err(errno)?;
+        let is_reg = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let mut io = node.io.lock();
+        let mut backing = None;
+        let live = io.backing.as_ref().and_then(|w| w.upgrade());
+        let file = (st.st_dev, st.st_ino);
+        if let Some(b) = live {
+            if b.file != file {
+                return Err(Errno::EBUSY);
+            }
+            backing = Some(b);
+        } else if is_reg
+            && upper
+            && io.cached_opens == 0
+            && self.passthrough.load(Ordering::Relaxed)
+        {
+            match make_backing(&fd) {
+                Ok(id) => {
+                    let b = Arc::new(BackingFile { id, file });
+                    io.backing = Some(Arc::downgrade(&b));
+                    backing = Some(b);
+                }
+                Err(e) => debug!("passthrough backing refused: {e}"),
+            }
+        }
+        let cached = backing.is_none();
+        let fh = self.add_handle(Handle::File {
+            fd: parking_lot::RwLock::new(Arc::new(HeldFd::new(fd))),
+            node: node.id,
+            cached,
+            backing: backing.clone(),
+        });
+        if cached {
+            io.cached_opens += 1;
+            if !upper {
+                io.lower_fhs.push(fh);
+            }
+        }
+        Ok(Opened {
+            fh,
+            backing,
+            keep_cache: cached && !upper,
+        })
+    }
+
+    fn open_inner(&self, ino: u64, flags: i32) -> Res<(Arc<Node>, OwnedFd, bool)> {
+        let node = self.node(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let res = if writes {
+            let _t = self.tree.lock();
+            self.copy_up(&node)?
+        } else {
+            self.resolve(&node)?
+        };
+        let top = res.top().ok_or(Errno::ENOENT)?;
+        if top.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        let keep = !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_APPEND);
+        // An open file holds its fd for as long as it is open: cached resolutions give way.
+        self.nodes.reserve_fds(1);
+        let fd = self.retry_on_emfile(|| sys::reopen(top.fd(), flags & keep).map_err(errno))?;
+        let upper = res.upper(&self.stack()).is_some();
+        Ok((node, fd, upper))
+    }
+}
