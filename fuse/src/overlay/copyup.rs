@@ -11,14 +11,17 @@ use fuser::Errno;
 
 use super::inode::Node;
 use super::lookup::{LayerEntry, Resolved};
+use super::tree::TreeGuard;
 use super::xattr::copy_xattrs;
 use super::{errno, Overlay, Res};
 use crate::sys::{self, TimeSpec};
 
 impl Overlay {
     /// Ensures `node` exists in the upper layer; returns its fresh resolution.
-    /// The caller holds the tree lock.
-    pub fn copy_up(&self, node: &Node) -> Res<Arc<Resolved>> {
+    /// `tree`: the tree lock, which the calling operation holds for its whole change.
+    // `tree` is proof that the lock is held: passed on, never read.
+    #[allow(clippy::only_used_in_recursion)]
+    pub fn copy_up(&self, tree: &TreeGuard<'_>, node: &Node) -> Res<Arc<Resolved>> {
         let stack = self.stack();
         if !stack.has_upper {
             return Err(Errno::EROFS);
@@ -31,7 +34,7 @@ impl Overlay {
         };
         let (parent_id, name) = node.parent_and_name();
         let parent = self.node(parent_id)?;
-        let pres = self.copy_up(&parent)?;
+        let pres = self.copy_up(tree, &parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let top = res.top().ok_or(Errno::ENOENT)?;
         if linkup {

@@ -15,7 +15,8 @@
 //!
 //! Below them: [`lookup`] (resolving a name through the layers), [`layer`] (the opened
 //! stack), [`dirindex`] (lower-directory name indexes), [`whiteout`] (whiteouts, opaque
-//! directories and redirects on disk), [`inode`] (the node table), [`idmap`] (id mapping).
+//! directories and redirects on disk), [`inode`] (the node table), [`idmap`] (id mapping),
+//! [`tree`] (the tree lock and the guard copy-up asks for).
 
 pub mod attr;
 mod copyup;
@@ -31,6 +32,7 @@ pub mod open;
 pub mod readdir;
 mod rename;
 pub mod setattr;
+mod tree;
 pub mod whiteout;
 mod xattr;
 
@@ -50,6 +52,7 @@ use idmap::IdMapper;
 use inode::{Node, NodeTable, ROOT_ID};
 use layer::Stack;
 use lookup::Resolved;
+use tree::TreeLock;
 
 pub type Res<T> = Result<T, Errno>;
 
@@ -71,7 +74,7 @@ pub struct Overlay {
     handles: Vec<RwLock<HashMap<u64, Arc<Handle>>>>,
     next_fh: AtomicU64,
     /// Serialises every change to the merged namespace and copy-ups.
-    pub tree: Mutex<()>,
+    tree: TreeLock,
     pub passthrough: AtomicBool,
     pub notifier: OnceLock<Notifier>,
     tmp_counter: AtomicU64,
@@ -94,7 +97,7 @@ impl Overlay {
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
             next_fh: AtomicU64::new(1),
-            tree: Mutex::new(()),
+            tree: TreeLock::default(),
             passthrough: AtomicBool::new(false),
             notifier: OnceLock::new(),
             tmp_counter: AtomicU64::new(0),

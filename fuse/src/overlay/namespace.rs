@@ -136,7 +136,7 @@ impl Overlay {
         caller: Caller,
     ) -> Res<(Arc<Node>, FileAttr, Option<OwnedFd>)> {
         check_new_name(name)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
         if !stack.has_upper {
             return Err(Errno::EROFS);
@@ -151,7 +151,7 @@ impl Overlay {
         {
             return Err(Errno::EEXIST);
         }
-        let pres = self.copy_up(parent)?;
+        let pres = self.copy_up(&tree, parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let pst = sys::stat_fd(pupper.fd()).map_err(errno)?;
         let mut perm = mode & 0o7777 & !caller.umask;
@@ -252,7 +252,7 @@ impl Overlay {
     /// unlink (`dir` false) or rmdir (`dir` true).
     pub fn remove(&self, parent: &Node, name: &OsStr, dir: bool) -> Res<()> {
         check_name(name)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
         if !stack.has_upper {
             return Err(Errno::EROFS);
@@ -284,10 +284,10 @@ impl Overlay {
             // the link index) before one of its names goes, so the count persists.
             if let Some(n) = self.known_node(&stack, &res) {
                 n.state.lock().resolve_through(parent.id, name);
-                res = (*self.copy_up(&n)?).clone();
+                res = (*self.copy_up(&tree, &n)?).clone();
             }
         }
-        let pres = self.copy_up(parent)?;
+        let pres = self.copy_up(&tree, parent)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
         let node = self.known_node(&stack, &res);
@@ -376,7 +376,7 @@ impl Overlay {
         newname: &OsStr,
     ) -> Res<(Arc<Node>, FileAttr)> {
         check_new_name(newname)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
         if self.resolve(node)?.is_dir() {
             return Err(Errno::EPERM);
@@ -388,8 +388,8 @@ impl Overlay {
         {
             return Err(Errno::EEXIST);
         }
-        let res = self.copy_up(node)?;
-        let npres = self.copy_up(newparent)?;
+        let res = self.copy_up(&tree, node)?;
+        let npres = self.copy_up(&tree, newparent)?;
         let up = res.upper(&stack).ok_or(Errno::EIO)?;
         let nupper = npres.upper(&stack).ok_or(Errno::EIO)?;
         match upper_name_state(nupper.fd(), newname)? {

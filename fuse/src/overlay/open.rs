@@ -119,8 +119,8 @@ impl Overlay {
         let acc = flags & libc::O_ACCMODE;
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let res = if writes {
-            let _t = self.tree.lock();
-            self.copy_up(&node)?
+            let tree = self.tree.lock();
+            self.copy_up(&tree, &node)?
         } else {
             self.resolve(&node)?
         };

@@ -56,7 +56,7 @@ impl Overlay {
     ) -> Res<()> {
         check_name(name)?;
         check_new_name(newname)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
         if !stack.has_upper {
             return Err(Errno::EROFS);
@@ -119,7 +119,7 @@ impl Overlay {
                 let mut d = d.clone();
                 if let (Some(n), true) = (&dst_node, stack.link_index.is_some()) {
                     n.state.lock().resolve_through(newparent.id, newname);
-                    d = (*self.copy_up(n)?).clone();
+                    d = (*self.copy_up(&tree, n)?).clone();
                 }
                 self.count_link_change(&stack, &d, true, false);
             } else if !d.is_dir() && d.upper(&stack).is_some() {
@@ -156,10 +156,10 @@ impl Overlay {
             }
             _ => None,
         };
-        let pres = self.copy_up(parent)?;
-        let npres = self.copy_up(newparent)?;
+        let pres = self.copy_up(&tree, parent)?;
+        let npres = self.copy_up(&tree, newparent)?;
         src_node.state.lock().resolve_through(parent.id, name);
-        let sres = self.copy_up(&src_node)?;
+        let sres = self.copy_up(&tree, &src_node)?;
         let pupper = pres.upper(&stack).ok_or(Errno::EIO)?;
         let nupper = npres.upper(&stack).ok_or(Errno::EIO)?;
         let sup = sres.upper(&stack).ok_or(Errno::EIO)?;
@@ -169,7 +169,7 @@ impl Overlay {
         if exchange {
             let dn = dst_node.clone().ok_or(Errno::ENOENT)?;
             dn.state.lock().resolve_through(newparent.id, newname);
-            let dres = self.copy_up(&dn)?;
+            let dres = self.copy_up(&tree, &dn)?;
             let dup = dres.upper(&stack).ok_or(Errno::EIO)?;
             if let Some(r) = &dst_redirect {
                 whiteout::set_redirect(dup.fd(), r).map_err(errno)?;

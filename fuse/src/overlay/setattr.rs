@@ -58,8 +58,8 @@ impl Overlay {
         let node = self.node(ino)?;
         let stack = self.stack();
         {
-            let _t = self.tree.lock();
-            let res = self.copy_up(&node)?;
+            let tree = self.tree.lock();
+            let res = self.copy_up(&tree, &node)?;
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
             let is_link = up.st.st_mode & libc::S_IFMT == libc::S_IFLNK;
             let overridden = (uid.is_some() || gid.is_some() || mode.is_some())

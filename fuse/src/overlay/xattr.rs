@@ -11,6 +11,7 @@ use fuser::{Errno, FileAttr};
 
 use super::inode::Node;
 use super::lookup::Resolved;
+use super::tree::TreeGuard;
 use super::whiteout::{xattr_to_stored, xattr_to_user};
 use super::{errno, Overlay, Res};
 use crate::config::XattrPermissions;
@@ -115,9 +116,9 @@ impl Overlay {
             return Err(Errno::EPERM);
         }
         let stored = xattr_to_stored(name).ok_or(Errno::EPERM)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
-        let (_, res) = self.upper_of(ino)?;
+        let (_, res) = self.upper_of(&tree, ino)?;
         let up = res.upper(&stack).ok_or(Errno::EIO)?;
         sys::set_xattr(up.fd(), &stored, value, flags).map_err(errno)
     }
@@ -128,7 +129,7 @@ impl Overlay {
             return Err(Errno::ENODATA);
         }
         let name = &xattr_to_stored(name).ok_or(Errno::ENODATA)?;
-        let _t = self.tree.lock();
+        let tree = self.tree.lock();
         let stack = self.stack();
         let node = self.node(ino)?;
         let res = self.resolve(&node)?;
@@ -137,7 +138,7 @@ impl Overlay {
         if sys::get_xattr(top.fd(), name).map_err(errno)?.is_none() {
             return Err(Errno::ENODATA);
         }
-        let (_, res) = self.upper_of(ino)?;
+        let (_, res) = self.upper_of(&tree, ino)?;
         let up = res.upper(&stack).ok_or(Errno::EIO)?;
         sys::remove_xattr(up.fd(), name).map_err(errno)
     }
@@ -145,14 +146,14 @@ impl Overlay {
     /// The upper copy to change an xattr on. Like the kernel's xattr ops, an inode
     /// already copied up (a lower name of a copied-up hard link, reaching the copy
     /// through the link index) is changed in place: this name is not linked up.
-    fn upper_of(&self, ino: u64) -> Res<(Arc<Node>, Arc<Resolved>)> {
+    fn upper_of(&self, tree: &TreeGuard<'_>, ino: u64) -> Res<(Arc<Node>, Arc<Resolved>)> {
         let node = self.node(ino)?;
         let stack = self.stack();
         let res = self.resolve(&node)?;
         if res.upper(&stack).is_some() {
             return Ok((node, res));
         }
-        let res = self.copy_up(&node)?;
+        let res = self.copy_up(tree, &node)?;
         Ok((node, res))
     }
 
