@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 
 use crate::{Mount, OverlayConfig, StackHandle, StackSpec};
 use cmdline::Command;
-use options::MountOptions;
+use options::ParsedOptions;
 
 /// What the program embedding the mount program adds around one mount. The front end
 /// parses, checks, mounts and serves; the `rebasefs` binary uses these to set up logging,
@@ -115,10 +115,10 @@ fn fail(error: &anyhow::Error) -> i32 {
     EXIT_FAILED
 }
 
-/// A checked mount request: resolved paths and parsed options.
+/// A checked mount request: parsed options with every path resolved.
 struct Prepared {
-    stack: StackSpec,
-    options: MountOptions,
+    /// `options.config.stack` is the stack the command line asks for.
+    options: ParsedOptions,
     mountpoint: PathBuf,
     /// The `-o` strings as given and the directory relative paths are resolved against:
     /// what a remount repeats.
@@ -128,30 +128,26 @@ struct Prepared {
 
 /// Parses the options and resolves every path, relative to the current directory.
 fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
-    let options = options::parse(option_strings)?;
+    let mut options = options::parse(option_strings)?;
     for warning in &options.warnings {
         tracing::warn!("{warning}");
     }
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let lowers = options
+    let stack = &mut options.config.stack;
+    stack.lowers = stack
         .lowers
         .iter()
-        .map(|lower| layers::resolve_directory("lower layer", Path::new(lower), &cwd))
+        .map(|lower| layers::resolve_directory("lower layer", lower, &cwd))
         .collect::<Result<Vec<_>>>()?;
-    let resolve_optional = |role: &str, path: &Option<String>| {
+    let resolve_optional = |role: &str, path: &Option<PathBuf>| {
         path.as_ref()
-            .map(|path| layers::resolve_directory(role, Path::new(path), &cwd))
+            .map(|path| layers::resolve_directory(role, path, &cwd))
             .transpose()
     };
-    let upper = resolve_optional("upperdir", &options.upper)?;
-    let work = resolve_optional("workdir", &options.work)?;
+    stack.upper = resolve_optional("upperdir", &stack.upper)?;
+    stack.work = resolve_optional("workdir", &stack.work)?;
     let mountpoint = layers::resolve_directory("mountpoint", mountpoint, &cwd)?;
     Ok(Prepared {
-        stack: StackSpec {
-            lowers,
-            upper,
-            work,
-        },
         options,
         mountpoint,
         option_strings: option_strings.to_vec(),
@@ -159,10 +155,11 @@ fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
     })
 }
 
-/// Builds the filesystem config for `stack` from the parsed options.
-fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
+/// The config to mount: the parsed `config` serving `stack`, with root's default
+/// `allow_other`.
+fn overlay_config(config: &OverlayConfig, stack: StackSpec, read_only: bool) -> OverlayConfig {
     // Generic `ro` with an upper: serve the merged tree read-only, upper on top.
-    let stack = if options.read_only {
+    let stack = if read_only {
         match stack.upper {
             Some(upper) => StackSpec {
                 lowers: std::iter::once(upper).chain(stack.lowers).collect(),
@@ -174,37 +171,11 @@ fn overlay_config(stack: StackSpec, options: &MountOptions) -> OverlayConfig {
     } else {
         stack
     };
-    let mut config = OverlayConfig::new(stack);
-    config.uid_map = options.uid_map.clone();
-    config.gid_map = options.gid_map.clone();
-    config.squash_uid = options.squash_uid;
-    config.squash_gid = options.squash_gid;
-    config.xattr_permissions = options.xattr_permissions;
-    config.fsync = options.fsync;
-    config.redirect_dir = options.redirect_dir;
-    config.context = options.context.clone();
-    if let Some(timeout) = options.timeout {
-        config.entry_timeout = timeout;
-        config.attr_timeout = timeout;
+    OverlayConfig {
+        stack,
+        allow_other: config.allow_other || nix::unistd::geteuid().is_root(),
+        ..config.clone()
     }
-    if let Some(passthrough) = options.passthrough {
-        config.passthrough = passthrough;
-    }
-    if let Some(threads) = options.threads {
-        config.threads = threads;
-    }
-    config.allow_other = options
-        .allow_other
-        .unwrap_or_else(|| nix::unistd::geteuid().is_root());
-    config.default_permissions = options.default_permissions;
-    config.noatime = options.noatime;
-    config.nodev = options.nodev;
-    config.nosuid = options.nosuid;
-    config.noexec = options.noexec;
-    if let Some(name) = &options.fs_name {
-        config.fs_name = name.clone();
-    }
-    config
 }
 
 /// Mounts and serves; reports the mount's state through `status` when daemonized.
@@ -214,15 +185,19 @@ fn mount_and_serve(
     status: Option<daemon::StatusPipe>,
 ) -> i32 {
     let mounted = termination::install(prepared.mountpoint.clone()).and_then(|live| {
-        let stack = hooks.rewrite_stack(prepared.stack.clone());
-        let served = stack.clone();
-        let config = overlay_config(stack, &prepared.options);
+        let asked = &prepared.options.config.stack;
+        let served = hooks.rewrite_stack(asked.clone());
+        let config = overlay_config(
+            &prepared.options.config,
+            served.clone(),
+            prepared.options.read_only,
+        );
         tracing::debug!(?config, mountpoint = %prepared.mountpoint.display(), "mounting");
         crate::validate(&config)?;
         let mount = Mount::new(config, &prepared.mountpoint)
             .with_context(|| format!("mounting {}", prepared.mountpoint.display()))?;
         let guard = hooks.mounted(LiveMount {
-            asked: &prepared.stack,
+            asked,
             served: &served,
             mountpoint: &prepared.mountpoint,
             handle: mount.stack_handle(),
@@ -277,10 +252,9 @@ mod tests {
     }
 
     fn config_for(options: &str, upper: bool) -> OverlayConfig {
-        let mut options = options::parse(&[format!("lowerdir=/x,{options}")])
+        let options = options::parse(&[format!("lowerdir=/x,{options}")])
             .unwrap_or_else(|error| panic!("{error:#}"));
-        options.warnings.clear();
-        overlay_config(stack(upper), &options)
+        overlay_config(&options.config, stack(upper), options.read_only)
     }
 
     #[test]

@@ -2,76 +2,43 @@
 //!
 //! Options are comma separated; double quotes protect commas (`context="a,b"`) and a
 //! backslash protects the next character from splitting (`lowerdir=a\:b`, `x\,y`).
-//! Values are checked here; layer paths are resolved later (see `layers`).
+//! Values are checked here and parsed straight into the filesystem's [`OverlayConfig`];
+//! layer paths are resolved later (see `layers`).
 
 use std::time::Duration;
 
-use crate::{IdRange, XattrPermissions};
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
+
+use crate::{IdRange, OverlayConfig, StackSpec, XattrPermissions};
 
 use super::layers;
 
-/// Everything the `-o` strings said, before paths are resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MountOptions {
-    /// `lowerdir=` entries, top first, with escapes removed, not yet resolved.
-    pub lowers: Vec<String>,
-    pub upper: Option<String>,
-    pub work: Option<String>,
-    /// SELinux label without its protecting quotes.
-    pub context: Option<String>,
-    pub uid_map: Vec<IdRange>,
-    pub gid_map: Vec<IdRange>,
-    pub squash_uid: Option<u32>,
-    pub squash_gid: Option<u32>,
-    pub xattr_permissions: XattrPermissions,
-    pub fsync: bool,
-    /// `redirect_dir=`: rename directories that have lower layers (on, the default) or
-    /// answer EXDEV (off/follow; existing redirects are followed either way).
-    pub redirect_dir: bool,
-    /// Entry and attribute cache lifetime (`timeout=`).
-    pub timeout: Option<Duration>,
+/// What the `-o` strings said.
+#[derive(Debug, Clone)]
+pub struct ParsedOptions {
+    /// The filesystem's config. Its stack holds the layer paths as given (escapes
+    /// removed, `lowerdir=` top first), resolved later; `allow_other` is set only when an
+    /// option asks for it (root's default is added when mounting).
+    pub config: OverlayConfig,
     /// Generic `ro`: serve the merged tree read-only even when an upper is given.
     pub read_only: bool,
-    /// `None` = the default for our euid (root: allow_other).
-    pub allow_other: Option<bool>,
-    pub default_permissions: bool,
-    pub noatime: bool,
-    pub nodev: bool,
-    pub nosuid: bool,
-    pub noexec: bool,
-    pub fs_name: Option<String>,
-    pub passthrough: Option<bool>,
-    pub threads: Option<usize>,
     /// One line per option that was ignored, for the caller to log.
     pub warnings: Vec<String>,
 }
 
-impl Default for MountOptions {
+impl Default for ParsedOptions {
     fn default() -> Self {
-        Self {
+        let mut config = OverlayConfig::new(StackSpec {
             lowers: Vec::new(),
             upper: None,
             work: None,
-            context: None,
-            uid_map: Vec::new(),
-            gid_map: Vec::new(),
-            squash_uid: None,
-            squash_gid: None,
-            xattr_permissions: XattrPermissions::Passthrough,
-            fsync: true,
-            redirect_dir: true,
-            timeout: None,
+        });
+        config.allow_other = false;
+        Self {
+            config,
             read_only: false,
-            allow_other: None,
-            default_permissions: true,
-            noatime: true,
-            nodev: false,
-            nosuid: false,
-            noexec: false,
-            fs_name: None,
-            passthrough: None,
-            threads: None,
             warnings: Vec::new(),
         }
     }
@@ -165,24 +132,25 @@ const ACCEPTED_GENERIC_OPTIONS: &[&str] = &[
 ];
 
 /// Parses every `-o` string in order; later options override earlier ones.
-pub fn parse(option_strings: &[String]) -> Result<MountOptions> {
-    let mut options = MountOptions::default();
+pub fn parse(option_strings: &[String]) -> Result<ParsedOptions> {
+    let mut options = ParsedOptions::default();
     for string in option_strings {
         for option in split_options(string)? {
             apply(&mut options, &option)?;
         }
     }
-    if options.lowers.is_empty() {
+    let stack = &mut options.config.stack;
+    if stack.lowers.is_empty() {
         bail!("missing lowerdir=: at least one lower layer is needed");
     }
-    if options.upper.is_some() && options.work.is_none() {
+    if stack.upper.is_some() && stack.work.is_none() {
         bail!("upperdir= given without workdir=");
     }
-    if options.upper.is_none() && options.work.is_some() {
+    if stack.upper.is_none() && stack.work.is_some() {
+        stack.work = None;
         options
             .warnings
             .push("workdir= without upperdir= is ignored: the mount is read-only".into());
-        options.work = None;
     }
     Ok(options)
 }
@@ -228,7 +196,7 @@ pub fn split_options(string: &str) -> Result<Vec<String>> {
 }
 
 /// Applies one `key[=value]` option.
-fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
+fn apply(options: &mut ParsedOptions, option: &str) -> Result<()> {
     let (key, value) = match option.split_once('=') {
         Some((key, value)) => (key, Some(value)),
         None => (option, None),
@@ -246,27 +214,28 @@ fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
         *set = on;
         Ok(())
     };
+    let config = &mut options.config;
     match key {
         "lowerdir" => {
             let lowers = layers::split_lowerdir(&need(value)?)?;
-            options.lowers = lowers;
+            config.stack.lowers = lowers.into_iter().map(PathBuf::from).collect();
         }
-        "upperdir" => options.upper = Some(layers::unescape(&need(value)?)),
-        "workdir" => options.work = Some(layers::unescape(&need(value)?)),
-        "context" => options.context = Some(unquote(&need(value)?)?),
-        "uidmapping" => options.uid_map = parse_id_map(key, &need(value)?)?,
-        "gidmapping" => options.gid_map = parse_id_map(key, &need(value)?)?,
+        "upperdir" => config.stack.upper = Some(layers::unescape(&need(value)?).into()),
+        "workdir" => config.stack.work = Some(layers::unescape(&need(value)?).into()),
+        "context" => config.context = Some(unquote(&need(value)?)?),
+        "uidmapping" => config.uid_map = parse_id_map(key, &need(value)?)?,
+        "gidmapping" => config.gid_map = parse_id_map(key, &need(value)?)?,
         "squash_to_root" => {
             if value.is_some() {
                 bail!("option squash_to_root takes no value");
             }
-            options.squash_uid = Some(0);
-            options.squash_gid = Some(0);
+            config.squash_uid = Some(0);
+            config.squash_gid = Some(0);
         }
-        "squash_to_uid" => options.squash_uid = Some(parse_id(key, &need(value)?)?),
-        "squash_to_gid" => options.squash_gid = Some(parse_id(key, &need(value)?)?),
+        "squash_to_uid" => config.squash_uid = Some(parse_id(key, &need(value)?)?),
+        "squash_to_gid" => config.squash_gid = Some(parse_id(key, &need(value)?)?),
         "xattr_permissions" => {
-            options.xattr_permissions = match need(value)?.as_str() {
+            config.xattr_permissions = match need(value)?.as_str() {
                 "0" => XattrPermissions::Passthrough,
                 "1" => XattrPermissions::Security,
                 "2" => XattrPermissions::ContainersUser,
@@ -274,7 +243,7 @@ fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
             }
         }
         "redirect_dir" => {
-            options.redirect_dir = match need(value)?.as_str() {
+            config.redirect_dir = match need(value)?.as_str() {
                 "on" => true,
                 "off" | "follow" => false,
                 other => bail!(
@@ -283,10 +252,14 @@ fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
                 ),
             }
         }
-        "volatile" => flag(&mut options.fsync, false)?,
-        "fsync" => options.fsync = parse_bool(key, &need(value)?)?,
-        "timeout" => options.timeout = Some(parse_timeout(&need(value)?)?),
-        "passthrough" => options.passthrough = Some(parse_bool(key, &need(value)?)?),
+        "volatile" => flag(&mut config.fsync, false)?,
+        "fsync" => config.fsync = parse_bool(key, &need(value)?)?,
+        "timeout" => {
+            let timeout = parse_timeout(&need(value)?)?;
+            config.entry_timeout = timeout;
+            config.attr_timeout = timeout;
+        }
+        "passthrough" => config.passthrough = parse_bool(key, &need(value)?)?,
         "threads" => {
             let text = need(value)?;
             let threads = text
@@ -294,25 +267,25 @@ fn apply(options: &mut MountOptions, option: &str) -> Result<()> {
                 .ok()
                 .filter(|n| *n <= 1024)
                 .with_context(|| format!("threads={text}: expected a number from 0 to 1024"))?;
-            options.threads = Some(threads);
+            config.threads = threads;
         }
-        "fsname" => options.fs_name = Some(unquote(&need(value)?)?),
+        "fsname" => config.fs_name = unquote(&need(value)?)?,
         "ro" => flag(&mut options.read_only, true)?,
         "allow_other" | "allow_root" => {
             if value.is_some() {
                 bail!("option {key} takes no value");
             }
-            options.allow_other = Some(true);
+            config.allow_other = true;
         }
-        "default_permissions" => flag(&mut options.default_permissions, true)?,
-        "atime" => flag(&mut options.noatime, false)?,
-        "noatime" => flag(&mut options.noatime, true)?,
-        "dev" => flag(&mut options.nodev, false)?,
-        "nodev" => flag(&mut options.nodev, true)?,
-        "suid" => flag(&mut options.nosuid, false)?,
-        "nosuid" => flag(&mut options.nosuid, true)?,
-        "exec" => flag(&mut options.noexec, false)?,
-        "noexec" => flag(&mut options.noexec, true)?,
+        "default_permissions" => flag(&mut config.default_permissions, true)?,
+        "atime" => flag(&mut config.noatime, false)?,
+        "noatime" => flag(&mut config.noatime, true)?,
+        "dev" => flag(&mut config.nodev, false)?,
+        "nodev" => flag(&mut config.nodev, true)?,
+        "suid" => flag(&mut config.nosuid, false)?,
+        "nosuid" => flag(&mut config.nosuid, true)?,
+        "exec" => flag(&mut config.noexec, false)?,
+        "noexec" => flag(&mut config.noexec, true)?,
         _ if ACCEPTED_GENERIC_OPTIONS.contains(&key) || key.starts_with("x-") => {}
         _ if IGNORED_OVERLAY_OPTIONS.contains(&key) => options.warnings.push(format!(
             "option {option:?} has no effect in rebasefs, ignored"
@@ -411,15 +384,24 @@ fn parse_timeout(value: &str) -> Result<Duration> {
 mod tests {
     use super::*;
 
-    fn parse_one(string: &str) -> Result<MountOptions> {
+    fn parse_one(string: &str) -> Result<ParsedOptions> {
         parse(&[string.to_string()])
     }
 
-    fn ok(string: &str) -> MountOptions {
+    fn ok(string: &str) -> ParsedOptions {
         match parse_one(string) {
             Ok(options) => options,
             Err(error) => panic!("{string:?} should parse: {error:#}"),
         }
+    }
+
+    fn paths(paths: &[&str]) -> Vec<PathBuf> {
+        paths.iter().map(PathBuf::from).collect()
+    }
+
+    /// The entry and attribute cache lifetimes (`timeout=` sets both).
+    fn timeouts(options: &ParsedOptions) -> (Duration, Duration) {
+        (options.config.entry_timeout, options.config.attr_timeout)
     }
 
     fn range(container: u32, host: u32, size: u32) -> IdRange {
@@ -459,31 +441,33 @@ mod tests {
     #[test]
     fn containers_storage_read_write_line() {
         let options = ok("lowerdir=l/AAA:l/BBB,upperdir=/s/overlay/id/diff,workdir=/s/overlay/id/work,context=\"system_u:object_r:container_file_t:s0:c1,c2\"");
-        assert_eq!(options.lowers, ["l/AAA", "l/BBB"]);
-        assert_eq!(options.upper.as_deref(), Some("/s/overlay/id/diff"));
-        assert_eq!(options.work.as_deref(), Some("/s/overlay/id/work"));
+        let stack = &options.config.stack;
+        assert_eq!(stack.lowers, paths(&["l/AAA", "l/BBB"]));
+        assert_eq!(stack.upper, Some(PathBuf::from("/s/overlay/id/diff")));
+        assert_eq!(stack.work, Some(PathBuf::from("/s/overlay/id/work")));
         assert_eq!(
-            options.context.as_deref(),
+            options.config.context.as_deref(),
             Some("system_u:object_r:container_file_t:s0:c1,c2")
         );
         assert!(options.warnings.is_empty(), "{:?}", options.warnings);
-        assert!(options.fsync && options.noatime && options.default_permissions);
+        let config = &options.config;
+        assert!(config.fsync && config.noatime && config.default_permissions);
     }
 
     #[test]
     fn read_only_line_has_no_upper() {
         let options = ok("lowerdir=/s/overlay/top/diff:/s/overlay/base/diff");
-        assert_eq!(options.lowers.len(), 2);
-        assert_eq!(options.upper, None);
-        assert_eq!(options.work, None);
+        assert_eq!(options.config.stack.lowers.len(), 2);
+        assert_eq!(options.config.stack.upper, None);
+        assert_eq!(options.config.stack.work, None);
     }
 
     #[test]
     fn colon_escapes_in_lowerdir() {
         let options = ok("lowerdir=/a\\:b:/c");
-        assert_eq!(options.lowers, ["/a:b", "/c"]);
+        assert_eq!(options.config.stack.lowers, paths(&["/a:b", "/c"]));
         let options = ok("upperdir=/u\\:1,workdir=/w,lowerdir=/l");
-        assert_eq!(options.upper.as_deref(), Some("/u:1"));
+        assert_eq!(options.config.stack.upper, Some(PathBuf::from("/u:1")));
     }
 
     #[test]
@@ -495,17 +479,23 @@ mod tests {
         .ok();
         let options = options.as_ref();
         assert_eq!(
-            options.map(|o| o.lowers.clone()),
-            Some(vec!["/b".to_string()])
+            options.map(|o| o.config.stack.lowers.clone()),
+            Some(paths(&["/b"]))
         );
-        assert_eq!(options.map(|o| (o.fsync, o.nodev)), Some((true, true)));
+        assert_eq!(
+            options.map(|o| (o.config.fsync, o.config.nodev)),
+            Some((true, true))
+        );
     }
 
     #[test]
     fn id_mappings() {
         let options = ok("lowerdir=/l,uidmapping=0:100000:65536,gidmapping=0:200000:1:1:300000:10");
-        assert_eq!(options.uid_map, [range(0, 100000, 65536)]);
-        assert_eq!(options.gid_map, [range(0, 200000, 1), range(1, 300000, 10)]);
+        assert_eq!(options.config.uid_map, [range(0, 100000, 65536)]);
+        assert_eq!(
+            options.config.gid_map,
+            [range(0, 200000, 1), range(1, 300000, 10)]
+        );
         assert!(parse_one("lowerdir=/l,uidmapping=0:1").is_err());
         assert!(parse_one("lowerdir=/l,uidmapping=0:1:0").is_err());
         assert!(parse_one("lowerdir=/l,uidmapping=a:1:2").is_err());
@@ -520,16 +510,22 @@ mod tests {
             parse_one("lowerdir=/l,uidmapping=0:10:5:5:12:5").is_err(),
             "host overlap"
         );
-        assert!(ok("lowerdir=/l,uidmapping=0:4294967295:1").uid_map.len() == 1);
+        assert!(
+            ok("lowerdir=/l,uidmapping=0:4294967295:1")
+                .config
+                .uid_map
+                .len()
+                == 1
+        );
     }
 
     #[test]
     fn squash_options() {
-        let options = ok("lowerdir=/l,squash_to_root");
-        assert_eq!((options.squash_uid, options.squash_gid), (Some(0), Some(0)));
-        let options = ok("lowerdir=/l,squash_to_uid=1000,squash_to_gid=100");
+        let config = ok("lowerdir=/l,squash_to_root").config;
+        assert_eq!((config.squash_uid, config.squash_gid), (Some(0), Some(0)));
+        let config = ok("lowerdir=/l,squash_to_uid=1000,squash_to_gid=100").config;
         assert_eq!(
-            (options.squash_uid, options.squash_gid),
+            (config.squash_uid, config.squash_gid),
             (Some(1000), Some(100))
         );
         assert!(parse_one("lowerdir=/l,squash_to_uid=x").is_err());
@@ -539,10 +535,10 @@ mod tests {
 
     #[test]
     fn redirect_dir_values() {
-        assert!(ok("lowerdir=/l").redirect_dir);
-        assert!(ok("lowerdir=/l,redirect_dir=on").redirect_dir);
-        assert!(!ok("lowerdir=/l,redirect_dir=off").redirect_dir);
-        assert!(!ok("lowerdir=/l,redirect_dir=follow").redirect_dir);
+        assert!(ok("lowerdir=/l").config.redirect_dir);
+        assert!(ok("lowerdir=/l,redirect_dir=on").config.redirect_dir);
+        assert!(!ok("lowerdir=/l,redirect_dir=off").config.redirect_dir);
+        assert!(!ok("lowerdir=/l,redirect_dir=follow").config.redirect_dir);
         assert!(ok("lowerdir=/l,redirect_dir=off").warnings.is_empty());
         assert!(parse_one("lowerdir=/l,redirect_dir=nofollow").is_err());
         assert!(parse_one("lowerdir=/l,redirect_dir").is_err());
@@ -556,7 +552,9 @@ mod tests {
             ("2", XattrPermissions::ContainersUser),
         ] {
             assert_eq!(
-                ok(&format!("lowerdir=/l,xattr_permissions={text}")).xattr_permissions,
+                ok(&format!("lowerdir=/l,xattr_permissions={text}"))
+                    .config
+                    .xattr_permissions,
                 want
             );
         }
@@ -566,23 +564,26 @@ mod tests {
 
     #[test]
     fn fsync_and_volatile() {
-        assert!(!ok("lowerdir=/l,volatile").fsync);
-        assert!(!ok("lowerdir=/l,fsync=0").fsync);
-        assert!(ok("lowerdir=/l,fsync=1").fsync);
+        assert!(!ok("lowerdir=/l,volatile").config.fsync);
+        assert!(!ok("lowerdir=/l,fsync=0").config.fsync);
+        assert!(ok("lowerdir=/l,fsync=1").config.fsync);
         assert!(parse_one("lowerdir=/l,fsync=2").is_err());
         assert!(parse_one("lowerdir=/l,volatile=1").is_err());
     }
 
     #[test]
     fn timeout_values() {
-        assert_eq!(ok("lowerdir=/l,timeout=0").timeout, Some(Duration::ZERO));
+        let zero = Duration::ZERO;
+        assert_eq!(timeouts(&ok("lowerdir=/l,timeout=0")), (zero, zero));
+        let two_and_a_half = Duration::from_millis(2500);
         assert_eq!(
-            ok("lowerdir=/l,timeout=2.5").timeout,
-            Some(Duration::from_millis(2500))
+            timeouts(&ok("lowerdir=/l,timeout=2.5")),
+            (two_and_a_half, two_and_a_half)
         );
+        let most = Duration::from_secs(1_000_000_000);
         assert_eq!(
-            ok("lowerdir=/l,timeout=1000000000").timeout,
-            Some(Duration::from_secs(1_000_000_000))
+            timeouts(&ok("lowerdir=/l,timeout=1000000000")),
+            (most, most)
         );
         for bad in ["-1", "x", "nan", "inf", "1e10"] {
             assert!(
@@ -594,18 +595,24 @@ mod tests {
 
     #[test]
     fn generic_flags() {
+        assert!(
+            !ok("lowerdir=/l").config.allow_other,
+            "allow_other only when asked"
+        );
         let options = ok("lowerdir=/l,rw,nodev,nosuid,noexec,atime,allow_root,default_permissions");
-        assert!(options.nodev && options.nosuid && options.noexec);
-        assert!(!options.noatime);
-        assert_eq!(options.allow_other, Some(true));
+        let config = &options.config;
+        assert!(config.nodev && config.nosuid && config.noexec);
+        assert!(!config.noatime);
+        assert!(config.allow_other);
         assert!(!options.read_only);
         assert!(options.warnings.is_empty(), "{:?}", options.warnings);
         let options = ok("lowerdir=/l,nodev,dev,nosuid,suid,noexec,exec,atime,noatime,ro");
-        assert!(!options.nodev && !options.nosuid && !options.noexec);
-        assert!(options.noatime && options.read_only);
+        let config = &options.config;
+        assert!(!config.nodev && !config.nosuid && !config.noexec);
+        assert!(config.noatime && options.read_only);
         let options = ok("lowerdir=/l,allow_other,fsname=\"my,fs\",relatime,x-systemd.automount,max_write=131072");
-        assert_eq!(options.allow_other, Some(true));
-        assert_eq!(options.fs_name.as_deref(), Some("my,fs"));
+        assert!(options.config.allow_other);
+        assert_eq!(options.config.fs_name, "my,fs");
         assert!(options.warnings.is_empty(), "{:?}", options.warnings);
         assert!(parse_one("lowerdir=/l,nodev=1").is_err());
     }
@@ -620,9 +627,9 @@ mod tests {
 
     #[test]
     fn rebasefs_extensions() {
-        let options = ok("lowerdir=/l,passthrough=0,threads=4");
-        assert_eq!(options.passthrough, Some(false));
-        assert_eq!(options.threads, Some(4));
+        let config = ok("lowerdir=/l,passthrough=0,threads=4").config;
+        assert!(!config.passthrough);
+        assert_eq!(config.threads, 4);
         assert!(parse_one("lowerdir=/l,threads=x").is_err());
         assert!(parse_one("lowerdir=/l,threads=100000").is_err());
     }
@@ -636,7 +643,7 @@ mod tests {
         assert!(parse_one("lowerdir=/l,context=\"a").is_err());
         assert!(parse_one("lowerdir=/l,context=a\"b\"").is_err());
         let options = ok("lowerdir=/l,workdir=/w");
-        assert_eq!(options.work, None);
+        assert_eq!(options.config.stack.work, None);
         assert_eq!(options.warnings.len(), 1);
     }
 
