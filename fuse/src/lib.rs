@@ -38,3 +38,8 @@ mod sys;
 
 pub use config::{IdRange, OverlayConfig, StackSpec, XattrPermissions};
 pub use mount::{validate, Error, Mount, StackHandle};
+/// The whiteout vocabulary, for other readers of layer directories (rebasefs-plugin).
+pub use overlay::whiteout::{
+    aufs_hidden_name, aufs_whiteout_name, is_aufs_name, OPAQUE_MARKER, OPAQUE_XATTRS,
+    REDIRECT_XATTRS, WH_PREFIX,
+};

@@ -4,6 +4,8 @@
 //! `user.overlay.opaque`, `user.fuseoverlayfs.opaque` = "y" and a `.wh..wh..opq` file make
 //! a directory opaque. Write: the kernel overlay encoding (char 0/0, `trusted.overlay.*`),
 //! falling back to the `user.overlay.*` / `.wh.` forms when the upper refuses them.
+//! The vocabulary (the AUFS names, the marker xattr names, the name functions) is public,
+//! re-exported at the crate root for other readers of layer directories.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -12,15 +14,19 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::sys::{self, Stat};
 
+/// AUFS whiteout names: `.wh.<name>` hides `<name>`; `.wh..wh.*` are meta files.
 pub const WH_PREFIX: &[u8] = b".wh.";
+/// The AUFS opaque-directory marker file.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-const OPAQUE_XATTRS: [&str; 3] = [
+/// The xattrs that mark a directory opaque (value "y").
+pub const OPAQUE_XATTRS: [&str; 3] = [
     "trusted.overlay.opaque",
     "user.overlay.opaque",
     "user.fuseoverlayfs.opaque",
 ];
-const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
+/// The xattrs that redirect a renamed directory to its lower path.
+pub const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
 
 /// True for a char device 0/0 (kernel overlay whiteout).
 pub fn is_whiteout(st: &Stat) -> bool {
