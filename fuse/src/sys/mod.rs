@@ -8,6 +8,8 @@
 //! names exactly that inode (no path walk inside a layer happens there). Callers use the
 //! calls as `sys::name`: every module's items are re-exported here.
 
+#![allow(unsafe_code)] // the sys modules: the one place `unsafe` is allowed
+
 mod attr;
 mod dir;
 mod io;
