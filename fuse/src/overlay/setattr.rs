@@ -46,15 +46,6 @@ fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
 impl Overlay {
     /// Applies `change` to node `ino`; returns its new attributes.
     pub fn setattr(&self, ino: u64, change: SetAttr) -> Res<FileAttr> {
-        let SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime,
-            mtime,
-            fh,
-        } = change;
         let node = self.node(ino)?;
         let stack = self.stack();
         {
@@ -62,39 +53,42 @@ impl Overlay {
             let res = self.copy_up(&tree, &node)?;
             let up = res.upper(&stack).ok_or(Errno::EIO)?;
             let is_link = up.st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-            let overridden = (uid.is_some() || gid.is_some() || mode.is_some())
-                && self.update_override(
-                    up.fd(),
-                    uid.map(|u| self.ids.uid_disk(u)),
-                    gid.map(|g| self.ids.gid_disk(g)),
-                    mode,
-                )?;
+            let overridden =
+                (change.uid.is_some() || change.gid.is_some() || change.mode.is_some())
+                    && self.update_override(
+                        up.fd(),
+                        change.uid.map(|u| self.ids.uid_disk(u)),
+                        change.gid.map(|g| self.ids.gid_disk(g)),
+                        change.mode,
+                    )?;
             if overridden {
                 // Owner and mode live in the override xattr; the file keeps its own.
-            } else if uid.is_some() || gid.is_some() {
+            } else if change.uid.is_some() || change.gid.is_some() {
                 sys::chown_fd(
                     up.fd(),
-                    uid.map(|u| self.ids.uid_disk(u)),
-                    gid.map(|g| self.ids.gid_disk(g)),
+                    change.uid.map(|u| self.ids.uid_disk(u)),
+                    change.gid.map(|g| self.ids.gid_disk(g)),
                 )
                 .map_err(errno)?;
             }
-            if let (Some(m), false) = (mode, overridden) {
+            if let (Some(m), false) = (change.mode, overridden) {
                 if is_link {
                     return Err(Errno::EOPNOTSUPP);
                 }
                 sys::chmod_fd(up.fd(), m).map_err(errno)?;
             }
-            if let Some(sz) = size {
+            if let Some(sz) = change.size {
                 if up.is_dir() {
                     return Err(Errno::EISDIR);
                 }
-                let via_fh = fh
-                    .and_then(|fh| self.handle(fh).ok())
-                    .and_then(|h| match &*h {
-                        Handle::File { fd, .. } => Some(sys::ftruncate(fd.read().as_fd(), sz)),
-                        Handle::Dir { .. } => None,
-                    });
+                let via_fh =
+                    change
+                        .fh
+                        .and_then(|fh| self.handle(fh).ok())
+                        .and_then(|h| match &*h {
+                            Handle::File { fd, .. } => Some(sys::ftruncate(fd.read().as_fd(), sz)),
+                            Handle::Dir { .. } => None,
+                        });
                 match via_fh {
                     Some(Ok(())) => {}
                     _ => {
@@ -103,8 +97,8 @@ impl Overlay {
                     }
                 }
             }
-            if atime.is_some() || mtime.is_some() {
-                let (a, m) = (timespec(atime), timespec(mtime));
+            if change.atime.is_some() || change.mtime.is_some() {
+                let (a, m) = (timespec(change.atime), timespec(change.mtime));
                 if is_link {
                     let (parent, name) = node.parent_and_name();
                     let p = self.node(parent)?;
