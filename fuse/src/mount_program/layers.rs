@@ -64,29 +64,11 @@ pub fn resolve_directory(role: &str, path: &Path, cwd: &Path) -> Result<PathBuf>
 mod tests {
     use super::*;
 
-    /// A scratch directory removed on drop (the root package has no tempfile dependency).
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Result<Self> {
-            let dir = std::env::temp_dir().join(format!(
-                "rebasefs-layers-test-{}-{name}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            Ok(Self(dir))
-        }
-
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A scratch directory, removed on drop.
+    fn scratch(name: &str) -> Result<tempfile::TempDir> {
+        Ok(tempfile::Builder::new()
+            .prefix(&format!("rebasefs-layers-test-{name}-"))
+            .tempdir()?)
     }
 
     #[test]
@@ -122,7 +104,7 @@ mod tests {
 
     #[test]
     fn resolves_both_containers_storage_forms() -> Result<()> {
-        let home = Scratch::new("forms")?;
+        let home = scratch("forms")?;
         let diff = home.path().join("layerid").join("diff");
         std::fs::create_dir_all(&diff)?;
         std::fs::create_dir(home.path().join("l"))?;
@@ -140,7 +122,7 @@ mod tests {
 
     #[test]
     fn missing_and_non_directory_layers_fail() -> Result<()> {
-        let home = Scratch::new("missing")?;
+        let home = scratch("missing")?;
         let file = home.path().join("file");
         std::fs::write(&file, b"x")?;
         let missing = resolve_directory("lower layer", Path::new("nope"), home.path());
