@@ -50,12 +50,13 @@ if [ ! -c /dev/fuse ]; then
   exit 1
 fi
 
-# The Rust toolchain (rust-version 1.85+); Debian's cargo is too old, use rustup's.
+# The Rust toolchain (rust-version 1.87+, with rustfmt and clippy for .ci/run); Debian's
+# cargo is too old, use rustup's.
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     echo "setup.sh: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
   else
-    echo "setup.sh: no cargo found: install a Rust toolchain (1.85 or newer) first" >&2
+    echo "setup.sh: no cargo found: install a Rust toolchain (1.87 or newer) first" >&2
     exit 1
   fi
 fi

@@ -27,10 +27,6 @@
 //!   (FUSE does not say through which name a file was changed); the merged view and
 //!   link counts match.
 
-// `unsafe` only in `sys` (which allows it); the workspace's `[lints]` say the same once
-// the fuse crate inherits them.
-#![deny(unsafe_code)]
-
 mod adapter;
 pub mod config;
 mod fdbudget;

@@ -328,7 +328,7 @@ fn parse_id(key: &str, value: &str) -> Result<u32> {
 /// Parses `C:H:S[:C:H:S...]` (container id, host id, size) into ranges.
 pub fn parse_id_map(key: &str, value: &str) -> Result<Vec<IdRange>> {
     let fields: Vec<&str> = value.split(':').collect();
-    if fields.len() % 3 != 0 {
+    if !fields.len().is_multiple_of(3) {
         bail!("{key}={value}: expected container:host:size triples separated by ':'");
     }
     let number = |text: &str| -> Result<u64> {

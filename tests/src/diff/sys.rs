@@ -3,6 +3,7 @@
 //! All `unsafe` of the harness lives here. Every path-taking call is relative to a directory
 //! file descriptor (the mount root), so both sides of a comparison see byte-identical paths
 //! whatever their mountpoints are, and paths near PATH_MAX behave the same on both.
+#![allow(unsafe_code)] // the sys module: the one place `unsafe` is allowed
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
