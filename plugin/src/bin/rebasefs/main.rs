@@ -5,7 +5,7 @@
 //! command-line tool for people (status, rebase, mount, ...).
 
 mod cli;
-#[path = "mount_program/logging.rs"]
+#[path = "../../../../src/mount_program/logging.rs"]
 mod logging;
 mod stack_rewrite;
 
