@@ -26,14 +26,11 @@ mkdir -p "$store"/{ctx,ctx2,inspect}
 
 # `rebasefs hook` as a Podman precreate hook: at every (re)start, before the container
 # process exists, it moves the container's rootfs onto the stack the repository now assigns
-# (podman restart keeps the rootfs mounted, so the mount program alone would not see it).
+# (podman restart keeps the rootfs mounted, so the mount program alone would not see it):
+# the project's hooks.d file, hooks/rebasefs.json, pointed at this binary.
 mkdir -p "$store/hooks.d"
-cat >"$store/hooks.d/rebasefs.json" <<JSON
-{"version": "1.0.0",
- "hook": {"path": "$bin", "args": ["rebasefs", "hook"], "timeout": 30},
- "when": {"always": true},
- "stages": ["precreate"]}
-JSON
+hook_json=$(<hooks/rebasefs.json)
+printf '%s\n' "${hook_json//\/usr\/bin\/rebasefs/"$bin"}" >"$store/hooks.d/rebasefs.json"
 
 pod_extra=(--hooks-dir "$store/hooks.d")
 

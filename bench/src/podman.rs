@@ -59,15 +59,9 @@ impl Store {
         if let Some(bin) = hook {
             let hooks = dir.join("hooks.d");
             std::fs::create_dir_all(&hooks)?;
-            let spec = serde_json::json!({
-                "version": "1.0.0",
-                "hook": {"path": bin, "args": ["rebasefs", "hook"], "timeout": 30},
-                "when": {"always": true},
-                "stages": ["precreate"],
-            });
             std::fs::write(
                 hooks.join("rebasefs.json"),
-                serde_json::to_string_pretty(&spec)?,
+                rebasefs_tests::podman::hooks_d_json(bin)?,
             )?;
             cconf.push_str(&format!("hooks_dir = [\"{}\"]\n", hooks.display()));
         }

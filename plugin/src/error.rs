@@ -54,8 +54,6 @@ pub enum Error {
     Config { path: PathBuf, reason: String },
     #[error("containers-storage metadata {path}: {reason}")]
     BadMetadata { path: PathBuf, reason: String },
-    #[error("{path}: {reason}; refusing to trust it")]
-    Untrusted { path: PathBuf, reason: String },
     #[error("cannot rebase {image} onto {base}: {reason}")]
     BadOnto {
         image: String,

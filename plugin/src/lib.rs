@@ -6,8 +6,7 @@
 //! the base update and the app layers touched; [`resolve`] applies policies and materializes
 //! resolutions; [`repo`] is the SQLite repository; [`rebase`] ties them together for the CLI;
 //! [`serve`] is the mount program's fast lookup of the active rebased stack; [`holds`] keeps
-//! new bases from being removed under rebased containers; [`mount_record`] (with
-//! [`trusted`] and [`mountinfo`]) is what a serving daemon leaves for `rebasefs hook`.
+//! new bases from being removed under rebased containers.
 
 pub mod base;
 pub mod chain;
@@ -15,8 +14,6 @@ pub mod conflict;
 pub mod error;
 pub mod holds;
 pub mod maintenance;
-pub mod mount_record;
-pub mod mountinfo;
 pub mod pkgdb;
 pub mod plan;
 pub mod rebase;
@@ -27,7 +24,6 @@ pub mod status;
 pub mod storage;
 mod sys;
 pub mod tree;
-pub mod trusted;
 
 #[cfg(test)]
 mod test_support;

@@ -205,72 +205,9 @@ pub fn needs_remount(spec: &StackSpec) -> Result<bool> {
     Ok(served != decision.serve.map(|(s, _)| s.id))
 }
 
-/// The name a mountpoint's daemon files carry: `sha256(mountpoint)[..16]`.
-pub fn mountpoint_key(mountpoint: &Path) -> String {
-    let digest = crate::chain::sha256_hex(mountpoint.as_os_str().as_encoded_bytes());
-    digest.get(..16).unwrap_or(&digest).to_string()
-}
-
-/// `<graphroot>/rebasefs/sockets`: the daemons' control sockets (mode 0700, see
-/// [`crate::trusted`]).
-pub fn sockets_dir(graphroot: &Path) -> PathBuf {
-    crate::repo::home(graphroot).join("sockets")
-}
-
-/// The control socket's name in [`sockets_dir`] for the daemon serving `mountpoint`.
-pub fn socket_name(mountpoint: &Path) -> String {
-    format!("{}.sock", mountpoint_key(mountpoint))
-}
-
-/// The control socket of the daemon serving `mountpoint` for a store at `graphroot`:
-/// `<graphroot>/rebasefs/sockets/<sha256(mountpoint)[..16]>.sock`.
-pub fn refresh_socket(graphroot: &Path, mountpoint: &Path) -> PathBuf {
-    sockets_dir(graphroot).join(socket_name(mountpoint))
-}
-
-/// The graphroot a container-storage mountpoint (`<graphroot>/overlay/<id>/merged`) belongs to.
-pub fn graphroot_of_mountpoint(mountpoint: &Path) -> Option<PathBuf> {
-    if mountpoint.file_name()? != "merged" {
-        return None;
-    }
-    let home = mountpoint.parent()?.parent()?;
-    if home.file_name()? != "overlay" {
-        return None;
-    }
-    Some(home.parent()?.to_path_buf())
-}
-
-/// The request a hook sends and the answers a daemon gives on the control socket.
-pub mod refresh {
-    pub const REQUEST: &str = "refresh\n";
-    pub const SWAPPED: &str = "swapped";
-    pub const UNCHANGED: &str = "unchanged";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountpoints_map_to_their_graphroot_and_socket() {
-        let mp = Path::new("/var/lib/containers/storage/overlay/abc/merged");
-        let graphroot = graphroot_of_mountpoint(mp).unwrap();
-        assert_eq!(graphroot, Path::new("/var/lib/containers/storage"));
-        let socket = refresh_socket(&graphroot, mp);
-        assert!(socket.starts_with("/var/lib/containers/storage/rebasefs/sockets"));
-        assert_ne!(
-            socket,
-            refresh_socket(
-                &graphroot,
-                Path::new("/var/lib/containers/storage/overlay/abd/merged")
-            )
-        );
-        assert_eq!(graphroot_of_mountpoint(Path::new("/mnt/x/merged")), None);
-        assert_eq!(
-            graphroot_of_mountpoint(Path::new("/var/lib/containers/storage/overlay/abc/diff")),
-            None
-        );
-    }
 
     #[test]
     fn no_repository_means_no_rewrite() {

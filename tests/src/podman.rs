@@ -57,6 +57,17 @@ pub fn containers_conf() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containers.conf")
 }
 
+/// The project's hooks.d file (`hooks/rebasefs.json`) with `hook.path` set to `binary`.
+pub fn hooks_d_json(binary: &Path) -> Result<String> {
+    let mut hook: serde_json::Value =
+        serde_json::from_str(include_str!("../../hooks/rebasefs.json"))
+            .context("parsing hooks/rebasefs.json")?;
+    *hook
+        .pointer_mut("/hook/path")
+        .context("hooks/rebasefs.json has no hook.path")? = serde_json::json!(binary);
+    Ok(serde_json::to_string_pretty(&hook)?)
+}
+
 /// Podman on a private store; see the module docs.
 pub struct Podman {
     dir: StoreDir,

@@ -281,20 +281,14 @@ pub fn tree_digest(root: &Path, dirs: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Writes an OCI hooks directory with `rebasefs hook` at stage precreate; returns it.
+/// Writes an OCI hooks directory with `rebasefs hook` at stage precreate (the project's
+/// `hooks/rebasefs.json`, pointed at the binary under test); returns it.
 pub fn hooks_dir(podman: &Podman) -> Result<PathBuf> {
     let dir = podman.dir().join("hooks.d");
     std::fs::create_dir_all(&dir)?;
-    let hook = serde_json::json!({
-        "version": "1.0.0",
-        "hook": {
-            "path": podman.mount_program_path(),
-            "args": ["rebasefs", "hook"],
-            "timeout": 30
-        },
-        "when": { "always": true },
-        "stages": ["precreate"]
-    });
-    std::fs::write(dir.join("rebasefs.json"), serde_json::to_vec_pretty(&hook)?)?;
+    std::fs::write(
+        dir.join("rebasefs.json"),
+        crate::podman::hooks_d_json(podman.mount_program_path())?,
+    )?;
     Ok(dir)
 }

@@ -4,7 +4,6 @@
 //! `--root`/`--runroot` override it. Every failure is one line on stderr and exit code 1
 //! (2 for bad usage); `--format json` prints machine-readable results on stdout.
 
-mod hook;
 mod maintenance;
 mod mount;
 mod output;
@@ -113,7 +112,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Umount { dir } => mount::umount(dir),
         Command::Gc => maintenance::gc(&cli.global),
         Command::Check => maintenance::check(&cli.global),
-        Command::Hook => hook::run(),
+        Command::Hook => rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository),
     };
     match result {
         Ok(code) => code,

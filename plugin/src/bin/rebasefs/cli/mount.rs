@@ -8,10 +8,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rebasefs_hooks::mountinfo;
 use rebasefs_plugin::rebase::{self, Options};
 use rebasefs_plugin::repo::Repo;
 use rebasefs_plugin::resolve::Policy;
-use rebasefs_plugin::{mountinfo, serve};
+use rebasefs_plugin::serve;
 
 use super::output;
 use super::progress::Bar;

@@ -14,11 +14,12 @@
 
 use std::path::{Path, PathBuf};
 
+use rebasefs_fuse::StackSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::mountinfo::Mount;
-use crate::serve::{self, StackSpec};
+use crate::paths::{self, mounts_dir};
 use crate::trusted::PrivateDir;
 
 /// Records are small; anything bigger is not one of ours.
@@ -51,13 +52,8 @@ impl MountRecord {
     }
 }
 
-/// `<graphroot>/rebasefs/mounts`.
-pub fn mounts_dir(graphroot: &Path) -> PathBuf {
-    crate::repo::home(graphroot).join("mounts")
-}
-
 fn file_name(mountpoint: &Path, pid: u32) -> String {
-    format!("{}.{pid}.json", serve::mountpoint_key(mountpoint))
+    format!("{}.{pid}.json", paths::mountpoint_key(mountpoint))
 }
 
 /// A record on disk; [`RecordFile::remove`] takes it away when the daemon exits.
@@ -85,7 +81,7 @@ pub fn write(graphroot: &Path, record: &MountRecord) -> Result<RecordFile> {
         source: std::io::Error::other(e),
     })?;
     dir.write_atomic(&name, &bytes)?;
-    let prefix = format!("{}.", serve::mountpoint_key(&record.mountpoint));
+    let prefix = format!("{}.", paths::mountpoint_key(&record.mountpoint));
     for stale in dir.names()? {
         if stale.starts_with(&prefix) && stale != name {
             dir.remove(&stale);
@@ -109,7 +105,7 @@ pub fn find_trusted(
     if !mount.is_rebasefs() {
         return Ok(None);
     }
-    let prefix = format!("{}.", serve::mountpoint_key(mountpoint));
+    let prefix = format!("{}.", paths::mountpoint_key(mountpoint));
     let mut refused = None;
     for name in dir.names()? {
         if !name.starts_with(&prefix) || !name.ends_with(".json") {
