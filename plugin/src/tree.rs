@@ -3,8 +3,9 @@
 //! A layer may mark deletions as AUFS files (`.wh.NAME`, opaque `.wh..wh..opq`; written when
 //! layers are extracted under a mount program) or as kernel-overlay char devices 0/0 with
 //! opaque xattrs (`trusted.overlay.opaque`, `user.overlay.opaque`,
-//! `user.fuseoverlayfs.opaque`). Walks never follow symlinks: entries are read with
-//! `symlink_metadata`, and only real directories are descended into.
+//! `user.fuseoverlayfs.opaque`). The names are the filesystem's own ([`rebasefs_fuse`]'s
+//! whiteout vocabulary), so a walk sees what a mount serves. Walks never follow symlinks:
+//! entries are read with `symlink_metadata`, and only real directories are descended into.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -13,17 +14,12 @@ use std::ops::Bound;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rebasefs_fuse::{
+    aufs_hidden_name, aufs_whiteout_name, is_aufs_name, OPAQUE_MARKER, OPAQUE_XATTRS,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, Result};
-
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const OPAQUE_XATTRS: &[&str] = &[
-    "trusted.overlay.opaque",
-    "user.overlay.opaque",
-    "user.fuseoverlayfs.opaque",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,18 +144,13 @@ enum WhiteoutName<'a> {
 }
 
 fn whiteout_target(name: &OsStr) -> Option<WhiteoutName<'_>> {
-    let bytes = name.as_encoded_bytes();
-    if !bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-        return None;
-    }
     if name == OPAQUE_MARKER {
         return Some(WhiteoutName::Opaque);
     }
-    if bytes.starts_with(b".wh..wh.") {
-        return Some(WhiteoutName::Meta);
+    if let Some(hidden) = aufs_hidden_name(name) {
+        return Some(WhiteoutName::Deletes(hidden));
     }
-    let rest = name.to_str()?.strip_prefix(WHITEOUT_PREFIX)?;
-    Some(WhiteoutName::Deletes(OsStr::new(rest)))
+    is_aufs_name(name).then_some(WhiteoutName::Meta)
 }
 
 /// Removes every path strictly below `dir`.
@@ -261,9 +252,9 @@ fn has_whiteout(layer: &Path, rel: &Path) -> bool {
     let Some(name) = rel.file_name() else {
         return false;
     };
-    let mut wh = std::ffi::OsString::from(WHITEOUT_PREFIX);
-    wh.push(name);
-    let aufs = layer.join(rel.parent().unwrap_or(Path::new(""))).join(wh);
+    let aufs = layer
+        .join(rel.parent().unwrap_or(Path::new("")))
+        .join(aufs_whiteout_name(name));
     std::fs::symlink_metadata(aufs).is_ok()
 }
 

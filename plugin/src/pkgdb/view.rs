@@ -59,10 +59,12 @@ impl View for Stack<'_> {
             };
             for item in reader {
                 let item = item.map_err(io_err(format!("reading {}", dir.display())))?;
-                if let Some(name) = item.file_name().to_str() {
-                    if !name.starts_with(tree::WHITEOUT_PREFIX) {
-                        candidates.insert(name.to_string());
-                    }
+                let name = item.file_name();
+                if rebasefs_fuse::is_aufs_name(&name) {
+                    continue;
+                }
+                if let Some(name) = name.to_str() {
+                    candidates.insert(name.to_string());
                 }
             }
         }

@@ -261,11 +261,8 @@ pub fn materialize(decisions: &[Decision], dest: &Path, below_top_first: &[PathB
             }
             Payload::Copy(entry) => copy_object(entry, &target)?,
             Payload::Whiteout => {
-                let name = rel
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let wh = target.with_file_name(format!("{}{}", tree::WHITEOUT_PREFIX, name));
+                let name = rel.file_name().unwrap_or_default();
+                let wh = target.with_file_name(rebasefs_fuse::aufs_whiteout_name(name));
                 std::fs::write(&wh, b"").map_err(io_err(format!("writing {}", wh.display())))?;
             }
         }
