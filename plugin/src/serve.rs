@@ -9,19 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
+use rebasefs_fuse::StackSpec;
+
 use crate::error::Result;
 use crate::repo::{Repo, StackRow};
 use crate::storage::{diff_dir, layer_of_path};
-
-/// A mount's layer stack (mirrors `rebasefs_fuse::StackSpec`, kept here so the plugin
-/// does not depend on the filesystem crate).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackSpec {
-    /// Lower dirs, top first.
-    pub lowers: Vec<PathBuf>,
-    pub upper: Option<PathBuf>,
-    pub work: Option<PathBuf>,
-}
 
 /// Set in the environment of inspection mounts that already pass a rebased stack.
 pub const NO_REWRITE_ENV: &str = "REBASEFS_NO_REWRITE";

@@ -5,11 +5,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rebasefs_fuse::StackSpec;
 use rebasefs_plugin::chain;
 use rebasefs_plugin::maintenance;
 use rebasefs_plugin::rebase::{self, NoProgress, Options};
 use rebasefs_plugin::resolve::Policy;
-use rebasefs_plugin::serve::{self, StackSpec};
+use rebasefs_plugin::serve;
 use rebasefs_plugin::storage::bigdata::file_name;
 use rebasefs_plugin::storage::{StorageConfig, Store};
 use serde_json::json;

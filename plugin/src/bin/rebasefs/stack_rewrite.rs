@@ -18,18 +18,8 @@ pub use rebasefs_hooks::refresh::server::{Control, Invocation};
 
 /// Returns the stack to serve for the stack containers-storage asked for.
 pub fn rewrite(stack: StackSpec) -> StackSpec {
-    let asked = serve::StackSpec {
-        lowers: stack.lowers.clone(),
-        upper: stack.upper.clone(),
-        work: stack.work.clone(),
-    };
-    match serve::rewrite_stack(&asked) {
+    match serve::rewrite_stack(&stack) {
         Ok(Some(rebased)) => {
-            let rebased = StackSpec {
-                lowers: rebased.lowers,
-                upper: rebased.upper,
-                work: rebased.work,
-            };
             // A stack the filesystem would refuse (overlapping layers) must not stop the
             // container: it runs on the stack it asked for.
             if let Err(error) = rebasefs_fuse::validate(&OverlayConfig::new(rebased.clone())) {
@@ -74,11 +64,7 @@ pub struct Repository;
 
 impl rebasefs_hooks::hook::Repository for Repository {
     fn needs_remount(&self, stack: &StackSpec) -> anyhow::Result<bool> {
-        Ok(serve::needs_remount(&serve::StackSpec {
-            lowers: stack.lowers.clone(),
-            upper: stack.upper.clone(),
-            work: stack.work.clone(),
-        })?)
+        Ok(serve::needs_remount(stack)?)
     }
 
     fn remount_env_cleared(&self) -> &[&str] {
