@@ -69,7 +69,9 @@ pub fn is_strict_prefix(store: &Store, base: &Image, image: &Image) -> Result<bo
 /// Finds `image`'s base (see the module doc for the order).
 pub fn identify(store: &Store, image: &Image, explicit: Option<&str>) -> Result<BaseInfo> {
     let manifest = store.manifest(image)?;
-    let annotations = manifest.map(|m| m.annotations).unwrap_or_default();
+    let annotations = manifest
+        .and_then(|m| m.annotations().clone())
+        .unwrap_or_default();
     let built_from = annotations.get(ANNOTATION_BASE_NAME).cloned();
     let info = |base: &Image, found| -> Result<BaseInfo> {
         Ok(BaseInfo {

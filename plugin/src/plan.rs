@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::base::{self, BaseInfo};
 use crate::chain;
 use crate::error::{Error, Result};
-use crate::storage::Store;
+use crate::storage::{bigdata, Store};
 
 /// One app layer and its id once stacked on the new base.
 #[derive(Debug, Clone, Serialize)]
@@ -118,8 +118,8 @@ pub fn make(
             base: format!("{} (it has no layers)", new_base.display_name()),
         });
     }
-    let image_platform = store.image_config(image)?.map(|c| c.platform());
-    let base_platform = store.image_config(new_base)?.map(|c| c.platform());
+    let image_platform = store.image_config(image)?.map(|c| bigdata::platform(&c));
+    let base_platform = store.image_config(new_base)?.map(|c| bigdata::platform(&c));
     if let (Some(i), Some(n)) = (&image_platform, &base_platform) {
         if i != n {
             return Err(Error::PlatformMismatch {

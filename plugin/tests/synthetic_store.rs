@@ -71,15 +71,28 @@ impl Fake {
         let dir = self.root.join("overlay-images").join(&id);
         fs::create_dir_all(&dir).unwrap();
         let config_digest = format!("sha256:{}", chain::sha256_hex(id.as_bytes()));
-        let mut manifest =
-            json!({"schemaVersion": 2, "config": {"digest": config_digest}, "layers": []});
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": 0
+            },
+            "layers": []
+        });
         if let Some(b) = base_name {
             manifest["annotations"] = json!({"org.opencontainers.image.base.name": b});
         }
         fs::write(dir.join("manifest"), manifest.to_string()).unwrap();
         fs::write(
             dir.join(file_name(&config_digest)),
-            json!({"os": "linux", "architecture": "amd64"}).to_string(),
+            json!({
+                "os": "linux",
+                "architecture": "amd64",
+                "rootfs": {"type": "layers", "diff_ids": []}
+            })
+            .to_string(),
         )
         .unwrap();
         self.images

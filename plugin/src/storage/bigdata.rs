@@ -1,65 +1,21 @@
-//! Image big data: the manifest and the config blob, stored under `overlay-images/<id>/`.
+//! Image big data: the manifest and the config blob, stored under `overlay-images/<id>/`,
+//! read as oci-spec's image types.
 //!
 //! A key is its own file name when it matches `[0-9a-z.]+`, otherwise the file is `=` +
 //! standard base64 of the key (containers-storage `makeBigDataBaseName`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::Deserialize;
 
 use crate::error::{io_err, Error, Result};
 
-/// The manifest fields rebasefs reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Manifest {
-    #[serde(default)]
-    pub config: Option<Descriptor>,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-    #[serde(default)]
-    pub annotations: HashMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    pub digest: String,
-}
-
-/// The config fields rebasefs reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ImageConfig {
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-    #[serde(default)]
-    pub config: Option<RuntimeConfig>,
-    #[serde(default)]
-    pub rootfs: Option<RootFs>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RuntimeConfig {
-    #[serde(rename = "Labels", default)]
-    pub labels: Option<HashMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct RootFs {
-    #[serde(default)]
-    pub diff_ids: Vec<String>,
-}
-
-impl ImageConfig {
-    /// `os/arch[/variant]`.
-    pub fn platform(&self) -> String {
-        match &self.variant {
-            Some(v) if !v.is_empty() => format!("{}/{}/{}", self.os, self.architecture, v),
-            _ => format!("{}/{}", self.os, self.architecture),
-        }
+/// `os/arch[/variant]` of an image config.
+pub fn platform(config: &ImageConfiguration) -> String {
+    match config.variant() {
+        Some(v) if !v.is_empty() => format!("{}/{}/{v}", config.os(), config.architecture()),
+        _ => format!("{}/{}", config.os(), config.architecture()),
     }
 }
 
@@ -90,28 +46,40 @@ fn read(images_dir: &Path, image_id: &str, key: &str) -> Result<Option<Vec<u8>>>
     }
 }
 
-/// The image's manifest, `None` when the image has none stored.
-pub fn manifest(images_dir: &Path, image_id: &str) -> Result<Option<Manifest>> {
+/// The image's manifest (OCI, or Docker schema 2: the same fields), `None` when the image
+/// has none stored or only a Docker schema 1 manifest (no config blob, no annotations).
+pub fn manifest(images_dir: &Path, image_id: &str) -> Result<Option<ImageManifest>> {
     let Some(bytes) = read(images_dir, image_id, "manifest")? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::BadMetadata {
+    match serde_json::from_slice(&bytes) {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(_) if is_schema1(&bytes) => Ok(None),
+        Err(e) => Err(Error::BadMetadata {
             path: path(images_dir, image_id, "manifest"),
             reason: e.to_string(),
-        })
+        }),
+    }
+}
+
+/// True for a Docker schema 1 manifest (`"schemaVersion": 1`).
+fn is_schema1(bytes: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(rename = "schemaVersion")]
+        schema_version: u32,
+    }
+    serde_json::from_slice::<Version>(bytes).is_ok_and(|v| v.schema_version == 1)
 }
 
 /// The image's config: the manifest's `config.digest` blob, else the key `sha256:<image id>`.
 pub fn config(
     images_dir: &Path,
     image_id: &str,
-    manifest: Option<&Manifest>,
-) -> Result<Option<ImageConfig>> {
+    manifest: Option<&ImageManifest>,
+) -> Result<Option<ImageConfiguration>> {
     let key = manifest
-        .and_then(|m| m.config.as_ref())
-        .map(|c| c.digest.clone())
+        .map(|m| m.config().digest().to_string())
         .unwrap_or_else(|| format!("sha256:{image_id}"));
     let Some(bytes) = read(images_dir, image_id, &key)? else {
         return Ok(None);

@@ -14,6 +14,7 @@ pub mod lock;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::de::DeserializeOwned;
 
 pub use config::{Overrides, StorageConfig};
@@ -105,11 +106,11 @@ impl Store {
         diff_dir(&self.config.graphroot, layer_id)
     }
 
-    pub fn manifest(&self, image: &Image) -> Result<Option<bigdata::Manifest>> {
+    pub fn manifest(&self, image: &Image) -> Result<Option<ImageManifest>> {
         bigdata::manifest(&self.images_dir(), &image.id)
     }
 
-    pub fn image_config(&self, image: &Image) -> Result<Option<bigdata::ImageConfig>> {
+    pub fn image_config(&self, image: &Image) -> Result<Option<ImageConfiguration>> {
         let manifest = self.manifest(image)?;
         bigdata::config(&self.images_dir(), &image.id, manifest.as_ref())
     }
