@@ -1,11 +1,12 @@
 //! Where containers-storage lives: found the way Podman finds it, overridable by flags.
 //!
 //! Order: `CONTAINERS_STORAGE_CONF`, then `/etc/containers/storage.conf`, then
-//! `/usr/share/containers/storage.conf`, then the built-in root defaults. Only the keys
-//! rebasefs needs are read (`[storage]` `driver`, `graphroot`, `runroot`), with a small
-//! line parser for that subset of TOML.
+//! `/usr/share/containers/storage.conf`, then the built-in root defaults. The file is TOML;
+//! only the keys rebasefs needs are read (`[storage]` `driver`, `graphroot`, `runroot`).
 
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use crate::error::{io_err, Error, Result};
 
@@ -74,38 +75,26 @@ impl StorageConfig {
 
     /// Applies the `[storage]` table of a storage.conf text.
     pub fn apply_toml(&mut self, path: &Path, text: &str) -> Result<()> {
-        let mut section = String::new();
-        for (number, raw) in text.lines().enumerate() {
-            let line = strip_comment(raw).trim();
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with('[') {
-                section = line
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .trim()
-                    .to_string();
-                continue;
-            }
-            if section != "storage" {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(Error::Config {
-                    path: path.to_path_buf(),
-                    reason: format!("line {}: expected key = value", number + 1),
-                });
-            };
-            let value = unquote(value.trim()).ok_or_else(|| Error::Config {
-                path: path.to_path_buf(),
-                reason: format!("line {}: expected a quoted string", number + 1),
-            });
-            match key.trim() {
-                "driver" => self.driver = value?,
-                "graphroot" => self.graphroot = PathBuf::from(value?),
-                "runroot" => self.runroot = PathBuf::from(value?),
-                _ => {}
-            }
+        let file: ConfFile = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: match e.span() {
+                Some(span) => format!(
+                    "line {}: {}",
+                    text.get(..span.start).unwrap_or(text).matches('\n').count() + 1,
+                    e.message()
+                ),
+                None => e.message().to_string(),
+            },
+        })?;
+        let storage = file.storage;
+        if let Some(driver) = storage.driver {
+            self.driver = driver;
+        }
+        if let Some(graphroot) = storage.graphroot {
+            self.graphroot = graphroot;
+        }
+        if let Some(runroot) = storage.runroot {
+            self.runroot = runroot;
         }
         Ok(())
     }
@@ -133,27 +122,18 @@ fn config_file() -> Result<Option<PathBuf>> {
         .find(|path| path.exists()))
 }
 
-/// Drops a `#` comment that is not inside a quoted string.
-fn strip_comment(line: &str) -> &str {
-    let mut quote: Option<char> = None;
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '#') => return &line[..i],
-            _ => {}
-        }
-    }
-    line
+/// The part of storage.conf rebasefs reads.
+#[derive(Debug, Default, Deserialize)]
+struct ConfFile {
+    #[serde(default)]
+    storage: StorageTable,
 }
 
-fn unquote(value: &str) -> Option<String> {
-    for q in ['"', '\''] {
-        if let Some(inner) = value.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
-            return Some(inner.to_string());
-        }
-    }
-    None
+#[derive(Debug, Default, Deserialize)]
+struct StorageTable {
+    driver: Option<String>,
+    graphroot: Option<PathBuf>,
+    runroot: Option<PathBuf>,
 }
 
 #[cfg(test)]
