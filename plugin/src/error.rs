@@ -1,4 +1,7 @@
 //! The plugin's error type: one variant per failure a user can act on, plus wrapped I/O.
+//!
+//! Messages say what is wrong; what to type about it (a flag, a command) is the CLI's to
+//! add, since only it knows the command line.
 
 use std::path::PathBuf;
 
@@ -9,11 +12,9 @@ pub enum Error {
     UnknownImage(String),
     #[error("image {image} is not built on {base}: the base's layers are not a prefix of the image's layers")]
     NotAPrefix { image: String, base: String },
-    #[error("cannot identify the base of image {0}: no base annotation, no local image is a prefix of it; pass --base")]
+    #[error("cannot identify the base of image {0}: no base annotation, no local image is a prefix of it")]
     NoBase(String),
-    #[error(
-        "no base update for image {image} (its base {base} is still current); pass --onto NEWBASE"
-    )]
+    #[error("no base update for image {image} (its base {base} is still current)")]
     NoUpdate { image: String, base: String },
     #[error("{image} already runs on {base}: nothing to rebase")]
     AlreadyOnBase { image: String, base: String },
@@ -28,7 +29,7 @@ pub enum Error {
     },
     #[error("containers-storage is locked by another process ({0}); try again when it finishes")]
     StoreLocked(PathBuf),
-    #[error("rebase repository {path} is corrupt ({reason}); run `rebasefs check`, or move it aside to start over")]
+    #[error("rebase repository {path} is corrupt ({reason})")]
     CorruptRepository { path: PathBuf, reason: String },
     #[error("rebase repository {path} was written by a newer rebasefs (schema {found}, this one knows {known})")]
     RepositoryTooNew {

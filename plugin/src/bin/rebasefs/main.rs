@@ -5,7 +5,6 @@
 //! command-line tool for people (status, rebase, mount, ...).
 
 mod cli;
-#[path = "../../../../src/mount_program/logging.rs"]
 mod logging;
 mod stack_rewrite;
 

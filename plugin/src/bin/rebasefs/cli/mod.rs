@@ -89,7 +89,7 @@ enum Command {
     Gc,
     /// Check the repository's integrity and its agreement with the store.
     Check,
-    /// OCI hook (createRuntime): move a (re)starting container onto its assigned stack.
+    /// OCI precreate hook: move a (re)starting container onto its assigned stack.
     #[command(hide = true)]
     Hook,
 }
@@ -103,7 +103,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_logging();
+    crate::logging::init(false);
     let result = match &cli.command {
         Command::Status => status::run(&cli.global),
         Command::Rebase(a) => rebase::run(&cli.global, a),
@@ -117,21 +117,26 @@ pub fn run(args: Vec<OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rebasefs: {}", format!("{e:#}").replace('\n', " "));
+            let line = format!("{e:#}").replace('\n', " ");
+            match advice(&e) {
+                Some(advice) => eprintln!("rebasefs: {line}; {advice}"),
+                None => eprintln!("rebasefs: {line}"),
+            }
             1
         }
     }
 }
 
-fn init_logging() {
-    let directives = std::env::var("REBASEFS_LOG").unwrap_or_else(|_| "warn".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+/// What to type about a library error, for the errors a flag or command answers.
+fn advice(error: &anyhow::Error) -> Option<&'static str> {
+    match error.downcast_ref::<rebasefs_plugin::Error>()? {
+        rebasefs_plugin::Error::NoBase(_) => Some("pass --base"),
+        rebasefs_plugin::Error::NoUpdate { .. } => Some("pass --onto NEWBASE"),
+        rebasefs_plugin::Error::CorruptRepository { .. } => {
+            Some("run `rebasefs check`, or move it aside to start over")
+        }
+        _ => None,
+    }
 }
 
 impl Global {

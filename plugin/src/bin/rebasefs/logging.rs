@@ -1,4 +1,6 @@
-//! Logging setup: tracing to stderr, filtered by `REBASEFS_LOG` or `RUST_LOG`.
+//! Logging setup, once per process, for every mode of the binary (mount program, CLI,
+//! hook): tracing to stderr, filtered by `REBASEFS_LOG`, else `RUST_LOG`, else `warn`
+//! (`debug` with the mount program's `-d`).
 //!
 //! A daemon's stderr is redirected to `REBASEFS_LOG_FILE` or /dev/null (by the mount
 //! program front end, `rebasefs_fuse::mount_program`), so the same subscriber serves both
