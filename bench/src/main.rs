@@ -212,20 +212,22 @@ fn contenders(args: &Args) -> Vec<Contender> {
     }
 }
 
+/// The directories the rebasefs binary is built from.
+const REBASEFS_SOURCES: &[&str] = &["fuse", "hooks", "plugin", "src"];
+
 fn rebasefs_version(args: &Args) -> String {
-    let commit = sys::version_line(Command::new("git").arg("-C").arg(&args.repo).args([
-        "log",
-        "-1",
-        "--format=%h %cI",
-        "--",
-        "fuse",
-        "src",
-        "plugin",
-    ]));
+    let commit = sys::version_line(
+        Command::new("git")
+            .arg("-C")
+            .arg(&args.repo)
+            .args(["log", "-1", "--format=%h %cI", "--"])
+            .args(REBASEFS_SOURCES),
+    );
     let dirty = Command::new("git")
         .arg("-C")
         .arg(&args.repo)
-        .args(["status", "--porcelain", "--", "fuse", "src", "plugin"])
+        .args(["status", "--porcelain", "--"])
+        .args(REBASEFS_SOURCES)
         .output()
         .map(|o| !o.stdout.is_empty())
         .unwrap_or(false);
@@ -235,11 +237,16 @@ fn rebasefs_version(args: &Args) -> String {
         commit
     };
     if args.rebasefs.exists() {
-        format!("{} (fuse/src/plugin at {commit})", args.rebasefs.display())
+        format!(
+            "{} ({} at {commit})",
+            args.rebasefs.display(),
+            REBASEFS_SOURCES.join("/")
+        )
     } else {
         format!(
-            "missing: {} (fuse/src/plugin at {commit})",
-            args.rebasefs.display()
+            "missing: {} ({} at {commit})",
+            args.rebasefs.display(),
+            REBASEFS_SOURCES.join("/")
         )
     }
 }

@@ -366,8 +366,8 @@ pub fn podman_start(args: &Args, contenders: &[Contender], results: &mut Results
     for (_, s) in &stores {
         s.teardown();
         let _ = s.run(&["system", "reset", "-f"]);
-        let _ = std::fs::remove_dir_all(&s.dir);
-        let _ = std::fs::remove_dir_all(&s.runroot);
+        let _ = std::fs::remove_dir_all(s.dir());
+        let _ = std::fs::remove_dir_all(s.runroot());
     }
 }
 
@@ -449,6 +449,6 @@ fn one_side<T>(
     store.teardown();
     let _ = store.run(&["system", "reset", "-f"]);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&store.runroot);
+    let _ = std::fs::remove_dir_all(store.runroot());
     res
 }

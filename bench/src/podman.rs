@@ -17,69 +17,47 @@ pub const RUN_FLAGS: &[&str] = &[
     "nproc=1024:1024",
 ];
 
-/// A throwaway containers-storage store, configured through CONTAINERS_STORAGE_CONF so that
-/// podman and rebasefs find the same graphroot.
-pub struct Store {
-    pub dir: PathBuf,
-    /// Podman refuses runroots longer than 50 characters, so it lives under /run.
-    pub runroot: PathBuf,
-    storage_conf: PathBuf,
-    containers_conf: PathBuf,
-}
+/// The bench's containers.conf: the flags above, no network settings (unlike the tests',
+/// which run without a network).
+const CONTAINERS_CONF: &str =
+    "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+     [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n";
+
+/// A throwaway containers-storage store (the tests crate's), configured through
+/// CONTAINERS_STORAGE_CONF so that podman and rebasefs find the same graphroot.
+pub struct Store(rebasefs_tests::podman::Store);
 
 impl Store {
     /// Creates (or reuses) the store under `dir`; `mount_program` None = native kernel overlay.
     /// With `hook`, that rebasefs binary is installed as the Podman precreate hook (`rebasefs
     /// hook`), which moves a restarting container onto the stack its rebase assigned.
     pub fn new(dir: &Path, mount_program: Option<&Path>, hook: Option<&Path>) -> Result<Store> {
-        std::fs::create_dir_all(dir)?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let runroot = PathBuf::from("/run/rebasefs-bench").join(name);
-        let storage_conf = dir.join("storage.conf");
-        let containers_conf = dir.join("containers.conf");
-        let mut conf = format!(
-            "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-            dir.join("root").display(),
-            runroot.display()
-        );
-        if let Some(mp) = mount_program {
-            conf.push_str(&format!(
-                "[storage.options.overlay]\nmount_program = \"{}\"\n",
-                mp.display()
-            ));
-        }
-        std::fs::write(&storage_conf, conf)?;
-        let mut cconf = String::from(
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
-             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        );
-        if let Some(bin) = hook {
-            let hooks = dir.join("hooks.d");
-            std::fs::create_dir_all(&hooks)?;
-            std::fs::write(
-                hooks.join("rebasefs.json"),
-                rebasefs_tests::podman::hooks_d_json(bin)?,
-            )?;
-            cconf.push_str(&format!("hooks_dir = [\"{}\"]\n", hooks.display()));
-        }
-        std::fs::write(&containers_conf, cconf)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
-            runroot,
-            storage_conf,
-            containers_conf,
-        })
+        let config = rebasefs_tests::podman::store::Config {
+            mount_program,
+            hook,
+            // Podman refuses runroots longer than 50 characters, so it lives under /run.
+            runroot: Some(PathBuf::from("/run/rebasefs-bench").join(name)),
+            containers_conf: CONTAINERS_CONF,
+        };
+        Ok(Store(rebasefs_tests::podman::Store::create(dir, &config)?))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.0.dir()
+    }
+
+    pub fn runroot(&self) -> &Path {
+        self.0.runroot()
     }
 
     /// A command with this store's configuration in the environment.
     pub fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.env("CONTAINERS_STORAGE_CONF", &self.storage_conf)
-            .env("CONTAINERS_CONF", &self.containers_conf)
-            .stdin(Stdio::null());
+        let mut c = self.0.command(program);
+        c.stdin(Stdio::null());
         c
     }
 
@@ -90,7 +68,7 @@ impl Store {
     /// Runs podman with `args`, failing with its stderr. Output goes through files, not pipes:
     /// a mount program spawned by podman inherits podman's stdio and would hold a pipe open.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        sys::run_via_files(self.podman().args(args), &self.dir)
+        sys::run_via_files(self.podman().args(args), self.dir())
     }
 
     /// True when the store already holds image `name`.
@@ -114,22 +92,12 @@ impl Store {
 
     /// Removes every container and unmounts whatever the store still has mounted.
     pub fn teardown(&self) {
-        let _ = self
-            .podman()
-            .args(["rm", "-af", "-t", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let mut mounts = sys::mounts_under(&self.dir);
-        mounts.extend(sys::mounts_under(&self.runroot));
-        for m in mounts {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&m)
-                .stderr(Stdio::null())
-                .status();
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        self.0.remove_containers(|args| {
+            let mut podman = self.podman();
+            podman.args(args);
+            podman
+        });
+        self.0.unmount_and_kill();
     }
 }
 
@@ -166,14 +134,14 @@ fn step(breakdown: &mut Vec<String>, name: &str, f: impl FnOnce() -> Result<()>)
 /// Runs `steps` and measures wall time, bytes written by reaped children and store growth.
 pub fn measure_steps(store: &Store, steps: &mut dyn FnMut() -> Result<()>) -> Result<Cost> {
     nix::unistd::sync();
-    let du_before = sys::disk_usage_bytes(&store.dir)?;
+    let du_before = sys::disk_usage_bytes(store.dir())?;
     let io_before = sys::children_write_bytes();
     let start = Instant::now();
     steps()?;
     let seconds = start.elapsed().as_secs_f64();
     nix::unistd::sync();
     let io_after = sys::children_write_bytes();
-    let du_after = sys::disk_usage_bytes(&store.dir)?;
+    let du_after = sys::disk_usage_bytes(store.dir())?;
     Ok(Cost {
         seconds,
         process_write_bytes: io_after.saturating_sub(io_before) as f64,
@@ -257,7 +225,7 @@ pub fn rebuild_and_recreate(store: &Store, data: &Path) -> Result<Cost> {
 /// (or stop + start when the mount program serves no refresh socket for the hook). Returns the
 /// cost and how the container was restarted.
 pub fn rebase_and_restart(store: &Store, rebasefs: &Path) -> Result<(Cost, String)> {
-    let restart_in_place = has_refresh_socket(&store.dir.join("root/rebasefs/sockets"));
+    let restart_in_place = has_refresh_socket(&store.dir().join("root/rebasefs/sockets"));
     let mut breakdown = Vec::new();
     let mut cost = measure_steps(store, &mut || {
         step(&mut breakdown, "rebasefs rebase", || {
@@ -268,7 +236,7 @@ pub fn rebase_and_restart(store: &Store, rebasefs: &Path) -> Result<(Cost, Strin
                     "--onto",
                     "localhost/bench-base:v2",
                 ]),
-                &store.dir,
+                store.dir(),
             )
             .context("rebasefs rebase")?;
             Ok(())

@@ -1,13 +1,14 @@
 //! A real Podman on a throwaway store whose overlay driver uses a mount program.
 //!
 //! [`Podman`] runs `podman --root R --runroot RR --tmpdir T --storage-driver overlay
-//! --storage-opt overlay.mount_program=BIN ...` with `CONTAINERS_CONF` pointing at
-//! `tests/containers.conf`. [`Podman::finish`] removes containers and image mounts and
-//! fails if a mount of the store or a process mentioning it is left; `Drop` cleans up
-//! by force (lazy unmount, SIGKILL) whatever a failing test left behind.
+//! --storage-opt overlay.mount_program=BIN ...` on a [`store::Store`] (the throwaway store
+//! the bench uses too) with `tests/containers.conf`. [`Podman::finish`] removes containers
+//! and image mounts and fails if a mount of the store or a process mentioning it is left;
+//! `Drop` cleans up by force (lazy unmount, SIGKILL) whatever a failing test left behind.
 
 pub mod host;
 pub mod images;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 pub use host::{CommandOutput, MountEntry, ProcessInfo};
+pub use store::Store;
 
 /// Any single podman command taking longer than this is a hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
@@ -52,11 +54,6 @@ pub fn mount_program() -> Result<PathBuf> {
     )
 }
 
-/// The containers.conf the tests use (runc, ulimits: see README).
-pub fn containers_conf() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containers.conf")
-}
-
 /// The project's hooks.d file (`hooks/rebasefs.json`) with `hook.path` set to `binary`.
 pub fn hooks_d_json(binary: &Path) -> Result<String> {
     let mut hook: serde_json::Value =
@@ -71,6 +68,7 @@ pub fn hooks_d_json(binary: &Path) -> Result<String> {
 /// Podman on a private store; see the module docs.
 pub struct Podman {
     dir: StoreDir,
+    store: Store,
     mount_program: PathBuf,
     finished: bool,
 }
@@ -84,20 +82,22 @@ impl Podman {
     /// A fresh store using `mount_program`.
     pub fn with_mount_program(mount_program: PathBuf) -> Result<Self> {
         let dir = StoreDir::create()?;
-        for sub in ["root", "runroot", "tmp", "work"] {
+        for sub in ["tmp", "work"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
-        // A private storage.conf keeps host settings (e.g. additional stores) out.
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                dir.path().join("root").display(),
-                dir.path().join("runroot").display()
-            ),
+        // The mount program goes on the command line, as containers-storage users pass it.
+        let store = Store::create(
+            dir.path(),
+            &store::Config {
+                mount_program: None,
+                hook: None,
+                runroot: None,
+                containers_conf: store::TESTS_CONTAINERS_CONF,
+            },
         )?;
         Ok(Self {
             dir,
+            store,
             mount_program,
             finished: false,
         })
@@ -110,7 +110,7 @@ impl Podman {
 
     /// containers-storage graph root.
     pub fn root(&self) -> PathBuf {
-        self.dir().join("root")
+        self.store.root()
     }
 
     /// Scratch space for build contexts and files to copy.
@@ -124,12 +124,12 @@ impl Podman {
 
     /// `podman` with this store's global options and environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("podman");
+        let mut command = self.store.command(Path::new("podman"));
         command
             .arg("--root")
             .arg(self.root())
             .arg("--runroot")
-            .arg(self.dir().join("runroot"))
+            .arg(self.store.runroot())
             .arg("--tmpdir")
             .arg(self.dir().join("tmp"))
             .args(["--storage-driver", "overlay", "--storage-opt"])
@@ -138,8 +138,6 @@ impl Podman {
                 self.mount_program.display()
             ))
             .args(args)
-            .env("CONTAINERS_CONF", containers_conf())
-            .env("CONTAINERS_STORAGE_CONF", self.dir().join("storage.conf"))
             .env("TMPDIR", self.dir().join("tmp"))
             .current_dir(self.dir());
         command
@@ -367,19 +365,9 @@ impl Podman {
     /// Forced cleanup: podman first, then lazy unmounts and SIGKILL.
     fn force_cleanup(&self) {
         if !self.finished {
-            let _ = host::run_with_timeout(
-                self.command(&["rm", "--all", "--force", "--time", "0"]),
-                Duration::from_secs(60),
-                self.dir(),
-            );
-            let _ = host::run_with_timeout(
-                self.command(&["image", "umount", "--all", "--force"]),
-                Duration::from_secs(30),
-                self.dir(),
-            );
+            self.store.remove_containers(|args| self.command(args));
         }
-        host::unmount_all_under(self.dir());
-        host::kill_all(&self.store_processes());
+        self.store.unmount_and_kill();
     }
 }
 
