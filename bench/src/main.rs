@@ -213,7 +213,7 @@ fn contenders(args: &Args) -> Vec<Contender> {
 }
 
 /// The directories the rebasefs binary is built from.
-const REBASEFS_SOURCES: &[&str] = &["fuse", "hooks", "plugin", "src"];
+const REBASEFS_SOURCES: &[&str] = &["fuse", "hooks", "plugin"];
 
 fn rebasefs_version(args: &Args) -> String {
     let commit = sys::version_line(

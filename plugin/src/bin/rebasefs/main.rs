@@ -1,4 +1,5 @@
-//! The `rebasefs` binary: thin wiring over `rebasefs-fuse` and `rebasefs-plugin`.
+//! The `rebasefs` binary: thin wiring over `rebasefs-fuse`, `rebasefs-hooks` and
+//! `rebasefs-plugin`.
 //!
 //! Invoked as containers-storage's `mount_program` (`rebasefs -o lowerdir=...,upperdir=...
 //! MOUNTPOINT`) it mounts and serves an overlay; invoked with a subcommand it is the
@@ -15,9 +16,9 @@ use rebasefs_fuse::StackSpec;
 
 /// What the binary adds to the fuse crate's mount program: its logging, and the rebase
 /// repository (the stack to serve, and the refresh socket and mount record of a live mount).
-struct Repository;
+struct MountProgram;
 
-impl MountHooks for Repository {
+impl MountHooks for MountProgram {
     fn start_logging(&self, debug: bool) {
         logging::init(debug);
     }
@@ -27,19 +28,8 @@ impl MountHooks for Repository {
     }
 
     fn mounted(&self, mount: LiveMount<'_>) -> Box<dyn Any> {
-        // Lets `podman restart` move a running container's mount onto a rebased stack;
-        // the control takes its files away when the daemon is done serving.
-        let invocation = stack_rewrite::Invocation {
-            options: mount.options.to_vec(),
-            cwd: mount.cwd.to_path_buf(),
-        };
-        Box::new(stack_rewrite::watch(
-            mount.asked.clone(),
-            mount.served.clone(),
-            mount.mountpoint,
-            mount.handle,
-            &invocation,
-        ))
+        // Lets `podman restart` move a running container's mount onto a rebased stack.
+        Box::new(stack_rewrite::watch(mount))
     }
 }
 
@@ -48,7 +38,7 @@ fn main() {
     let code = if cli::is_subcommand(&args) {
         cli::run(args)
     } else {
-        mount_program::run(args, &Repository)
+        mount_program::run(args, &MountProgram)
     };
     std::process::exit(code);
 }

@@ -1,5 +1,6 @@
 //! The binary's answers to "which stack does the rebase repository assign?", for the mount
-//! program and for `rebasefs hook` (both ask rebasefs-plugin's [`serve`]).
+//! program (through its `MountHooks`) and for `rebasefs hook` (both ask rebasefs-plugin's
+//! [`serve`]).
 //!
 //! [`rewrite`] runs before mounting. [`watch`] hands a live container mount to the refresh
 //! server of rebasefs-hooks, which leaves the mount record and serves the control socket
@@ -8,13 +9,10 @@
 //! purpose: any repository problem is logged and the current stack stays, so a broken
 //! repository never stops a container.
 
-use std::path::Path;
-
-use rebasefs_fuse::{OverlayConfig, StackHandle, StackSpec};
-use rebasefs_hooks::refresh::server;
+use rebasefs_fuse::mount_program::LiveMount;
+use rebasefs_fuse::{OverlayConfig, StackSpec};
+use rebasefs_hooks::refresh::server::{self, Control, Invocation};
 use rebasefs_plugin::serve;
-
-pub use rebasefs_hooks::refresh::server::{Control, Invocation};
 
 /// Returns the stack to serve for the stack containers-storage asked for.
 pub fn rewrite(stack: StackSpec) -> StackSpec {
@@ -37,25 +35,29 @@ pub fn rewrite(stack: StackSpec) -> StackSpec {
     }
 }
 
-/// Leaves the mount record and serves the control socket of a container mount (see
+/// Leaves the mount record and serves the control socket of a live container mount (see
 /// [`server::watch`]); only container mounts (with an upper dir) in a containers-storage
-/// tree get either. `original` is the stack containers-storage asked for, `served` what
-/// [`rewrite`] made of it.
-pub fn watch(
-    original: StackSpec,
-    served: StackSpec,
-    mountpoint: &Path,
-    handle: StackHandle,
-    invocation: &Invocation,
-) -> Option<Control> {
-    original.upper.as_ref()?;
-    let graphroot = original
+/// tree get either. The result takes its files away when dropped (the daemon is done).
+pub fn watch(mount: LiveMount<'_>) -> Option<Control> {
+    mount.asked.upper.as_ref()?;
+    let graphroot = mount
+        .asked
         .lowers
         .first()
         .and_then(|l| rebasefs_plugin::storage::layer_of_path(l))
         .map(|(_, g)| g)?;
+    let invocation = Invocation {
+        options: mount.options.to_vec(),
+        cwd: mount.cwd.to_path_buf(),
+    };
     Some(server::watch(
-        &graphroot, mountpoint, invocation, original, served, handle, rewrite,
+        &graphroot,
+        mount.mountpoint,
+        &invocation,
+        mount.asked.clone(),
+        mount.served.clone(),
+        mount.handle,
+        rewrite,
     ))
 }
 
