@@ -64,18 +64,7 @@ impl Repo {
     }
 
     pub fn all_rebased_layers(&self) -> Result<Vec<RebasedLayer>> {
-        let ids: Vec<String> = self
-            .conn
-            .prepare("SELECT id FROM rebased_layers ORDER BY created, id")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(l) = self.rebased_layer(&id)? {
-                out.push(l);
-            }
-        }
-        Ok(out)
+        self.all_of("rebased_layers", Repo::rebased_layer)
     }
 }
 

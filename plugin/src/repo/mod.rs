@@ -142,6 +142,26 @@ impl Repo {
         classify(&self.path, e)
     }
 
+    /// Every row of `table` (oldest first), each read by `one` from its id.
+    fn all_of<T>(
+        &self,
+        table: &str,
+        one: impl Fn(&Repo, &str) -> Result<Option<T>>,
+    ) -> Result<Vec<T>> {
+        let ids: Vec<String> = self
+            .conn
+            .prepare(&format!("SELECT id FROM {table} ORDER BY created, id"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(row) = one(self, &id)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn schema_version(&self) -> Result<i64> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -47,18 +47,7 @@ impl Repo {
     }
 
     pub fn all_resolutions(&self) -> Result<Vec<ResolutionRow>> {
-        let ids: Vec<String> = self
-            .conn
-            .prepare("SELECT id FROM resolutions ORDER BY created, id")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(r) = self.resolution(&id)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        self.all_of("resolutions", Repo::resolution)
     }
 }
 
