@@ -93,16 +93,16 @@ pub struct Node {
 }
 
 /// Hard-link bookkeeping of one lower file, kept for the whole mount (nodes come and
-/// go): how many names it had when copied up (0: not copied up) and how many of its
-/// lower-only names were removed. Kernel overlay (`index=on`) counts the lower names
-/// still reaching the file.
+/// go): how many names it had in the lower layer, and how many it gained and lost since.
+/// Like kernel overlay (`index=on`), which keeps one link count per overlay inode, a
+/// name counts wherever it is: lower or upper-only, moved by rename or exchange.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinkCount {
     /// Names of the lower file (0: not a lower hard link).
     pub lower_links: u32,
-    /// Lower names removed (whited out).
+    /// Names removed (unlink, renamed over).
     pub gone: u32,
-    /// Names added in the upper layer by link().
+    /// Names added by link().
     pub extra: u32,
 }
 

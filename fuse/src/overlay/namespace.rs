@@ -292,7 +292,7 @@ impl Overlay {
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
         let node = self.known_node(&stack, &res);
         if !dir {
-            self.count_link_change(&stack, &res, need_wh, false);
+            self.count_link_change(&stack, &res, false);
         }
         match (res.upper(&stack), need_wh) {
             (Some(up), true) => {
@@ -331,15 +331,10 @@ impl Overlay {
         Ok(())
     }
 
-    /// Keeps the kernel's view of a lower hard link's name count: a name a lower
-    /// layer shows goes away (`shown_below`), or an upper-only name comes or goes.
-    pub(super) fn count_link_change(
-        &self,
-        stack: &Stack,
-        res: &Resolved,
-        shown_below: bool,
-        added: bool,
-    ) {
+    /// Keeps the kernel's view of a lower hard link's name count: a name is `added`
+    /// (link) or removed (unlink, renamed over), wherever it is; renames move names
+    /// and count nothing.
+    pub(super) fn count_link_change(&self, stack: &Stack, res: &Resolved, added: bool) {
         let identity = self.nodes.canonical(res.identity(stack));
         let lower = res.top().map_or(0, |t| t.lower_nlink);
         let lc = self.nodes.link_count(identity);
@@ -352,10 +347,8 @@ impl Overlay {
             }
             if added {
                 c.extra += 1;
-            } else if shown_below {
-                c.gone += 1;
             } else {
-                c.extra = c.extra.saturating_sub(1);
+                c.gone += 1;
             }
         });
         if let Some(up) = res.upper(stack) {
@@ -404,7 +397,7 @@ impl Overlay {
                 }
             }
         }
-        self.count_link_change(&stack, &res, false, true);
+        self.count_link_change(&stack, &res, true);
         let nres = lookup::lookup_child(&stack, &npres, newname)
             .map_err(errno)?
             .ok_or(Errno::EIO)?;

@@ -121,11 +121,10 @@ impl Overlay {
                     n.state.lock().resolve_through(newparent.id, newname);
                     d = (*self.copy_up(&tree, n)?).clone();
                 }
-                self.count_link_change(&stack, &d, true, false);
+                self.count_link_change(&stack, &d, false);
             } else if !d.is_dir() && d.upper(&stack).is_some() {
                 // An upper name of a (copied-up) lower hard link goes, as in unlink.
-                let shown_below = lookup::lower_has(&stack, &npres, newname).map_err(errno)?;
-                self.count_link_change(&stack, d, shown_below, false);
+                self.count_link_change(&stack, d, false);
             }
         }
         // Redirect for a directory that has lower layers, computed at its old place.
@@ -201,11 +200,6 @@ impl Overlay {
             return Ok(());
         }
         let need_wh = lookup::lower_has(&stack, &pres, name).map_err(errno)?;
-        if !src.is_dir() && need_wh {
-            // A lower name of a hard link moves to an upper-only name.
-            self.count_link_change(&stack, &src, true, false);
-            self.count_link_change(&stack, &src, false, true);
-        }
         let dst_lower = lookup::lower_has(&stack, &npres, newname).map_err(errno)?;
         // A pure-upper directory landing on a name lower layers show must hide them.
         if src.is_dir() && src_redirect.is_none() && dst_lower {
