@@ -136,3 +136,16 @@ pub fn stat_perm(o: &Outcome) -> Option<u32> {
         _ => None,
     }
 }
+
+/// lstat `p` on both sides; the kernel must report `nlink` links.
+pub fn expect_nlink(t: &mut Session, p: &str, nlink: u64) {
+    let o = t.run(lstat(p));
+    let got = match &o {
+        Ok(Value::Stat(st)) => Some(st.nlink),
+        _ => None,
+    };
+    t.require(
+        got == Some(nlink),
+        &format!("lstat {p}: kernel nlink {nlink}, got {o:?}"),
+    );
+}
