@@ -209,7 +209,7 @@ fn rebase_reuse_serve_rollback_gc() {
         ..opts.clone()
     };
     let repeat = rebase::rebase(&store, &again, &NoProgress).unwrap();
-    assert_eq!(repeat.policy, "upper-wins merge");
+    assert_eq!(repeat.policy, "upper-wins merge packages");
     assert!(
         repeat.layers.iter().all(|l| l.reused)
             && repeat.resolution_reused
