@@ -83,6 +83,48 @@ pub struct PackageReport {
     pub generated: Vec<Generated>,
 }
 
+/// How many packages each part of the reports holds (what `status` shows per stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PackageCounts {
+    pub upgraded: usize,
+    pub added: usize,
+    pub removed: usize,
+    pub app_kept: usize,
+    pub app_removed: usize,
+    pub both_changed: usize,
+    pub broken: usize,
+}
+
+impl PackageCounts {
+    pub fn of(reports: &[PackageReport]) -> PackageCounts {
+        let mut c = PackageCounts::default();
+        for r in reports {
+            c.upgraded += r.upgraded.len();
+            c.added += r.added.len();
+            c.removed += r.removed.len();
+            c.app_kept += r.app_kept.len();
+            c.app_removed += r.app_removed.len();
+            c.both_changed += r.both_changed.len();
+            c.broken += r.broken.len();
+        }
+        c
+    }
+
+    /// One line for people.
+    pub fn text(&self) -> String {
+        format!(
+            "{} upgraded, {} added, {} removed by the base; {} app kept, {} app removed; {} both changed; {} broken",
+            self.upgraded,
+            self.added,
+            self.removed,
+            self.app_kept,
+            self.app_removed,
+            self.both_changed,
+            self.broken
+        )
+    }
+}
+
 impl PackageReport {
     pub fn new(format: Format, database: &str) -> PackageReport {
         PackageReport {

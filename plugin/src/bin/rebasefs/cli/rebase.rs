@@ -197,6 +197,9 @@ fn describe(how: &How) -> String {
         How::UpperWins => "app's version stays on top (upper-wins)".into(),
         How::Unresolved => "unresolved".into(),
         How::PackageDb { format, serve, .. } => match serve.as_str() {
+            "merged" if format == "generated" => {
+                "regenerated or merged (see the generated lines of the package report)".into()
+            }
             "merged" => format!("{format} database merged per package"),
             "new-base" => format!("new base's version ({format}: the new base's package won)"),
             "app" => format!("app's version ({format}: the app's package won)"),
