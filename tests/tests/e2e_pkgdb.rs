@@ -198,6 +198,36 @@ fn debian_rebase_equals_rebuild() -> Result<()> {
     inspect.unmount(&cli)?;
     ensure!(mounted? == rebuilt, "inspection mount's dpkg-query differs");
 
+    // The safe default: a new base whose liblzma5 is older than python's Depends asks
+    // for refuses the rebase and names the relation; --allow-broken-deps reports it.
+    let broken_base = "localhost/pkgdb/debian:broken";
+    podman.build(broken_base, &format!(
+        "FROM {BASE}\nRUN awk 'BEGIN {{ RS = \"\"; ORS = \"\\n\\n\" }} /^Package: liblzma5\\n/ {{ sub(/\\nVersion: [^\\n]*/, \"\\nVersion: 5.0.0-1\") }} {{ print }}' /var/lib/dpkg/status > /tmp/status && cat /tmp/status > /var/lib/dpkg/status && rm /tmp/status\n"
+    ), &[])?;
+    let (code, stderr) = cli.fail(&["rebase", APP, "--onto", broken_base, "--dry-run"])?;
+    ensure!(
+        code == 1
+            && stderr.contains("libpython3.11-stdlib")
+            && stderr.contains("liblzma5 (>= 5.1.1alpha+20120614)"),
+        "refusal: {code} {stderr}"
+    );
+    let allowed = cli.json(&[
+        "rebase",
+        APP,
+        "--onto",
+        broken_base,
+        "--dry-run",
+        "--allow-broken-deps",
+    ])?;
+    let broken = &package_report(&allowed, "dpkg")?["broken"];
+    ensure!(
+        broken.as_array().is_some_and(|b| !b.is_empty()
+            && b.iter().all(|x| x["relation"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("liblzma5")))),
+        "broken: {broken}"
+    );
+
     // status shows the stack's package counts.
     let status = cli.json(&["status"])?;
     let app = status["images"]

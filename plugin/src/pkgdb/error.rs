@@ -1,7 +1,6 @@
 //! The package-database error type: what was malformed, in which file, where.
 //!
-//! Phase 2 folds this into [`crate::Error`]; until then it stands alone so the rest of the
-//! plugin is untouched.
+//! The engine wraps it as [`crate::Error::PackageDb`].
 
 use std::path::PathBuf;
 

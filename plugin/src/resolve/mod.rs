@@ -11,6 +11,7 @@
 //! written once into a fresh directory that the store renames into place; it is served as
 //! an extra layer above the app layers, so app layers are never rewritten.
 
+pub mod ldconfig;
 pub mod merge;
 pub mod packages;
 

@@ -104,7 +104,7 @@ pub fn decide(
     let mut generated_files = generated.files.clone();
     let mut generated_report = generated.report.clone();
     if generated.regenerate_ld_so_cache {
-        let bytes = pkgdb::ldconfig::regenerate(stacks.served, scratch)?;
+        let bytes = super::ldconfig::regenerate(stacks.served, scratch)?;
         generated_files.push(Served::content(pkgdb::generated::LD_SO_CACHE, bytes));
         // ldconfig's aux-cache is keyed by the inodes of the tree it ran on: a scratch
         // tree's would be wrong here; without one ldconfig simply rescans.

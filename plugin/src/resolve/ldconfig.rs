@@ -9,10 +9,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::error::{io_err, Result};
-use super::generated::{regenerate_ld_so_cache, LD_SO_CACHE};
-use super::view::{lookup, read_text, Stack, View};
-use crate::tree::{Kind, Lookup};
+use crate::error::{io_err, Result};
+use crate::pkgdb::generated::{regenerate_ld_so_cache, LD_SO_CACHE};
+use crate::pkgdb::view::{read_text, Stack, View};
+use crate::tree::{lookup, Kind, Lookup};
 
 /// Directories ldconfig always scans (glibc's trusted directories on Debian and Fedora).
 const TRUSTED: &[&str] = &["lib", "usr/lib", "lib64", "usr/lib64"];
@@ -60,7 +60,7 @@ pub fn regenerate(top_first: &[PathBuf], scratch_parent: &Path) -> Result<Vec<u8
             .map_err(io_err(format!("creating {}", root.join(dir).display())))?;
     }
     let _ = std::fs::remove_file(root.join(LD_SO_CACHE));
-    regenerate_ld_so_cache(root)
+    Ok(regenerate_ld_so_cache(root)?)
 }
 
 fn write_file(root: &Path, rel: &Path, bytes: &[u8]) -> Result<()> {
@@ -181,18 +181,9 @@ fn replicate(top_first: &[PathBuf], root: &Path, real: &Path, depth: usize) -> R
         match entry.kind {
             // Linked where it can be (same filesystem), copied otherwise.
             Kind::File if std::fs::hard_link(&entry.source, &target).is_err() => {
-                std::fs::copy(&entry.source, &target).map_err(io_err(format!(
-                    "copying {} to {}",
-                    entry.source.display(),
-                    target.display()
-                )))?;
+                super::copy_object(&entry, &target)?;
             }
-            Kind::Symlink => {
-                let link = std::fs::read_link(&entry.source)
-                    .map_err(io_err(format!("readlink {}", entry.source.display())))?;
-                std::os::unix::fs::symlink(&link, &target)
-                    .map_err(io_err(format!("symlink {}", target.display())))?;
-            }
+            Kind::Symlink => super::copy_object(&entry, &target)?,
             Kind::Dir if depth < 2 && (depth == 1 || name == "glibc-hwcaps") => {
                 std::fs::create_dir_all(&target)
                     .map_err(io_err(format!("creating {}", target.display())))?;
