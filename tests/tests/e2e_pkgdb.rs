@@ -108,6 +108,14 @@ fn debian_rebase_equals_rebuild() -> Result<()> {
     // The base update: the tag moves to the upgraded base; the rebuild is built FROM it.
     import_rootfs(&podman, &fx.join("new-base.tar"), BASE)?;
     build_deb_app(&podman, &fx, BASE, REBUILD)?;
+    // The images hold what the fixture's roots hold (the app as built before the update).
+    for (image, root) in [(APP, "app"), (REBUILD, "rebuild"), (BASE, "new-base")] {
+        let inside = podman.run(&["run", "--rm", image, "sh", "-c", QUERY])?;
+        ensure!(
+            inside == dpkg_versions(&fx.join(root))?,
+            "{image} does not hold the packages of the fixture's {root}"
+        );
+    }
     let images_ready = started.elapsed();
 
     // The plan first (nothing written), then the rebase with the default policy.
@@ -343,6 +351,10 @@ fn rpm_rebase_equals_rebuild_and_broken_requires_refuse() -> Result<()> {
     let rebuilt = rpm_query(Path::new(mnt.trim()), &["-qa"]);
     podman.run(&["image", "umount", rebuild])?;
     let (rebased, rebuilt) = (rebased?, rebuilt?);
+    ensure!(
+        rebuilt == rpm_query(&fx.join("rebuild"), &["-qa"])?,
+        "the rebuild image does not hold the fixture's rebuild: {rebuilt}"
+    );
     let sorted = |s: &str| {
         let mut v: Vec<&str> = s.lines().collect();
         v.sort();
