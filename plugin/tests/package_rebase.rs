@@ -9,6 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use fake_store::Fake;
+use rebasefs_plugin::pkgdb::report::Format;
 use rebasefs_plugin::rebase::{self, NoProgress, Options};
 use rebasefs_plugin::Error;
 
@@ -269,5 +270,76 @@ fn dpkg_info_files_follow_the_winning_stanza_and_malformed_status_writes_nothing
         status,
         dpkg("app-tool", "3.0", "libfoo (>= 1.0)") + &status_2,
         "merged status, sorted as dpkg writes it"
+    );
+}
+
+/// A host library's bytes (ldconfig reads real ELF files).
+fn host_lib(name: &str) -> Vec<u8> {
+    fs::read(Path::new("/usr/lib/x86_64-linux-gnu").join(name)).unwrap()
+}
+
+#[test]
+fn ld_so_cache_changed_by_both_sides_is_regenerated_for_the_rebased_stack() {
+    let libdir = "usr/lib/x86_64-linux-gnu";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let (libz, libzstd, liblzma) = (
+        host_lib("libz.so.1"),
+        host_lib("libzstd.so.1"),
+        host_lib("liblzma.so.5"),
+    );
+    let (z, zstd, lzma) = (
+        format!("{libdir}/libz.so.1"),
+        format!("{libdir}/libzstd.so.1"),
+        format!("{libdir}/liblzma.so.5"),
+    );
+    let conf: [(&str, &[u8]); 2] = [
+        ("etc/ld.so.conf", b"include /etc/ld.so.conf.d/*.conf\n"),
+        (
+            "etc/ld.so.conf.d/x86_64-linux-gnu.conf",
+            b"/usr/lib/x86_64-linux-gnu\n",
+        ),
+    ];
+    let mut files_1 = conf.to_vec();
+    files_1.extend([
+        (z.as_str(), libz.as_slice()),
+        ("etc/ld.so.cache", b"cache 1".as_slice()),
+    ]);
+    let b = fake.layer_bytes(None, &files_1);
+    // The base update adds libzstd, the app adds liblzma: each side's ldconfig ran.
+    let mut files_2 = conf.to_vec();
+    files_2.extend([
+        (z.as_str(), libz.as_slice()),
+        (zstd.as_str(), libzstd.as_slice()),
+        ("etc/ld.so.cache", b"cache 2".as_slice()),
+    ]);
+    let n = fake.layer_bytes(None, &files_2);
+    let a = fake.layer_bytes(
+        Some(&b),
+        &[
+            (lzma.as_str(), liblzma.as_slice()),
+            ("etc/ld.so.cache", b"cache app".as_slice()),
+        ],
+    );
+    fake.image("localhost/base:1", &b, None);
+    fake.image("localhost/base:2", &n, None);
+    fake.image("localhost/app:1", &a, Some("localhost/base:1"));
+    fake.save();
+    let store = fake.store();
+    let report = rebase::rebase(&store, &opts("base:2"), &NoProgress).unwrap();
+    let cache = report.lowers[0].join("etc/ld.so.cache");
+    let bytes = fs::read(&cache).unwrap();
+    let entries = rebasefs_plugin::pkgdb::generated::parse_ld_so_cache(&bytes, &cache).unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    for lib in ["libz.so.1", "libzstd.so.1", "liblzma.so.5"] {
+        assert!(names.contains(&lib), "{lib} missing from {names:?}");
+    }
+    assert_eq!(report.packages[0].format, Format::Generated);
+    let generated = &report.packages[0].generated;
+    assert!(
+        generated
+            .iter()
+            .any(|g| g.path == "/etc/ld.so.cache" && g.decision.starts_with("regenerated")),
+        "{generated:?}"
     );
 }

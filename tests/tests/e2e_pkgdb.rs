@@ -247,6 +247,18 @@ fn debian_rebase_equals_rebuild() -> Result<()> {
         "status packages: {}",
         app["packages"]
     );
+
+    // Rolled back with the rest: c1's database is the app's own again, its file kept.
+    cli.run(&["rollback", APP])?;
+    podman.run(&["--hooks-dir", &hooks, "restart", "--time", "0", "c1"])?;
+    let back = podman.run(&["exec", "c1", "sh", "-c", QUERY])?;
+    ensure!(
+        back == dpkg_versions(&fx.join("app"))?,
+        "after rollback:\n{}",
+        diff_lines(&back, &dpkg_versions(&fx.join("app"))?)
+    );
+    let note = podman.run(&["exec", "c1", "cat", "/root/c1-note"])?;
+    ensure!(note == "mine\n", "c1's own file after rollback: {note:?}");
     eprintln!(
         "debian: images {images_ready:?}, rebase {rebase_wall:?} (engine {} ms), total {:?}",
         report["elapsed_ms"],

@@ -14,6 +14,8 @@ pub enum Format {
     Dpkg,
     Rpm,
     Apk,
+    /// No package database, only generated files (ld.so.cache, logs).
+    Generated,
 }
 
 /// A package at one version.
@@ -205,7 +207,10 @@ impl PackageReport {
 
     /// For people: one line per package change, grouped.
     pub fn text(&self) -> String {
-        let mut out = format!("packages ({:?}, {}):\n", self.format, self.database).to_lowercase();
+        let mut out = match self.format {
+            Format::Generated => "generated files:\n".to_string(),
+            other => format!("packages ({other:?}, {}):\n", self.database).to_lowercase(),
+        };
         for u in &self.upgraded {
             let verb = if u.upgrade { "upgraded" } else { "changed" };
             out.push_str(&format!(

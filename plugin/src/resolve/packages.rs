@@ -139,7 +139,7 @@ pub fn decide(
     match reports.first_mut() {
         Some(first) => first.generated.extend(generated_report),
         None if !generated_report.is_empty() => {
-            let mut r = PackageReport::new(Format::Dpkg, "");
+            let mut r = PackageReport::new(Format::Generated, "");
             r.generated = generated_report;
             reports.push(r);
         }
@@ -156,6 +156,7 @@ fn format_name(format: Format) -> &'static str {
         Format::Dpkg => "dpkg",
         Format::Rpm => "rpm",
         Format::Apk => "apk",
+        Format::Generated => "generated",
     }
 }
 

@@ -37,13 +37,30 @@ impl Fake {
     /// Adds a layer with `files` (`.wh.` names literal) on `parent`; returns its id.
     pub fn layer(&mut self, parent: Option<&str>, files: &[(&str, &str)]) -> String {
         let diff_id = chain::sha256_hex(format!("{parent:?}{files:?}").as_bytes());
+        let bytes: Vec<(&str, &[u8])> = files.iter().map(|(p, t)| (*p, t.as_bytes())).collect();
+        self.add_layer(parent, diff_id, &bytes)
+    }
+
+    /// [`Fake::layer`] with binary contents.
+    #[allow(dead_code)] // not every test binary writes binary files
+    pub fn layer_bytes(&mut self, parent: Option<&str>, files: &[(&str, &[u8])]) -> String {
+        let diff_id = chain::sha256_hex(format!("{parent:?}{files:?}").as_bytes());
+        self.add_layer(parent, diff_id, files)
+    }
+
+    fn add_layer(
+        &mut self,
+        parent: Option<&str>,
+        diff_id: String,
+        files: &[(&str, &[u8])],
+    ) -> String {
         let id = chain::layer_id(parent, &diff_id);
         let diff = self.root.join("overlay").join(&id).join("diff");
         fs::create_dir_all(&diff).unwrap();
-        for (path, text) in files {
+        for (path, bytes) in files {
             let p = diff.join(path);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
+            fs::write(p, bytes).unwrap();
         }
         self.shorts += 1;
         let short = format!("SHORT{:021}", self.shorts);
