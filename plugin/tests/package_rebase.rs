@@ -11,6 +11,7 @@ use std::path::Path;
 use fake_store::Fake;
 use rebasefs_plugin::pkgdb::report::Format;
 use rebasefs_plugin::rebase::{self, NoProgress, Options};
+use rebasefs_plugin::resolve::How;
 use rebasefs_plugin::Error;
 
 fn apk(name: &str, version: &str, deps: &str) -> String {
@@ -342,4 +343,34 @@ fn ld_so_cache_changed_by_both_sides_is_regenerated_for_the_rebased_stack() {
             .any(|g| g.path == "/etc/ld.so.cache" && g.decision.starts_with("regenerated")),
         "{generated:?}"
     );
+}
+
+#[test]
+fn an_rpm_berkeley_db_is_reported_not_merged_and_the_rebase_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let b = fake.layer(None, &[("var/lib/rpm/Packages", "bdb 1")]);
+    let n = fake.layer(None, &[("var/lib/rpm/Packages", "bdb 2")]);
+    let a = fake.layer(Some(&b), &[("var/lib/rpm/Packages", "bdb app")]);
+    fake.image("localhost/base:1", &b, None);
+    fake.image("localhost/base:2", &n, None);
+    fake.image("localhost/app:1", &a, Some("localhost/base:1"));
+    fake.save();
+    let store = fake.store();
+    let report = rebase::rebase(&store, &opts("base:2"), &NoProgress).unwrap();
+    let rpm = &report.packages[0];
+    assert_eq!(rpm.format, Format::Rpm);
+    let reason = rpm.not_merged.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("Packages") && reason.contains("not supported"),
+        "{reason}"
+    );
+    assert!(rpm.text().contains("NOT MERGED"), "{}", rpm.text());
+    // The overlay result stays for it: the app's copy, reported as such.
+    let hows: Vec<(&str, &How)> = report
+        .resolutions
+        .iter()
+        .map(|r| (r.path.as_str(), &r.how))
+        .collect();
+    assert_eq!(hows, [("/var/lib/rpm/Packages", &How::UpperWins)]);
 }

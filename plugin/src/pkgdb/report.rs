@@ -83,6 +83,10 @@ pub struct PackageReport {
     pub both_changed: Vec<BothChanged>,
     pub broken: Vec<Broken>,
     pub generated: Vec<Generated>,
+    /// Why the database was not merged (a format rebasefs recognises but cannot merge):
+    /// the app's copy then stays as the overlay serves it.
+    #[serde(default)]
+    pub not_merged: Option<String>,
 }
 
 /// How many packages each part of the reports holds (what `status` shows per stack).
@@ -140,6 +144,7 @@ impl PackageReport {
             both_changed: Vec::new(),
             broken: Vec::new(),
             generated: Vec::new(),
+            not_merged: None,
         }
     }
 
@@ -247,6 +252,11 @@ impl PackageReport {
             out.push_str(&format!(
                 "  BROKEN: {} {}: {} {} is not satisfied\n",
                 b.package, b.version, b.field, b.relation
+            ));
+        }
+        if let Some(reason) = &self.not_merged {
+            out.push_str(&format!(
+                "  NOT MERGED (the app's copy stays, possibly stale): {reason}\n"
             ));
         }
         for g in &self.generated {

@@ -87,14 +87,24 @@ pub fn decide(
             "creating a scratch directory in {}",
             scratch.display()
         )))?;
-    if let Some(m) = pkgdb::rpm::merge(
+    let mut reports = Vec::new();
+    match pkgdb::rpm::merge(
         &ancestor,
         &theirs,
         &ours,
         choice("/var/lib/rpm"),
         rpm_scratch.path(),
-    )? {
-        merged.push((Format::Rpm, m));
+    ) {
+        Ok(Some(m)) => merged.push((Format::Rpm, m)),
+        Ok(None) => {}
+        // A format rebasefs recognises but cannot merge (rpm's Berkeley DB): reported,
+        // and the overlay result stays for it.
+        Err(pkgdb::Error::Unsupported { path, reason }) => {
+            let mut r = PackageReport::new(Format::Rpm, &path.display().to_string());
+            r.not_merged = Some(reason);
+            reports.push(r);
+        }
+        Err(e) => return Err(e.into()),
     }
     if let Some(m) = pkgdb::apk::merge(&ancestor, &theirs, &ours, choice("/lib/apk/db/installed"))?
     {
@@ -118,7 +128,6 @@ pub fn decide(
 
     // One decision per path; a later merge never overrides an earlier one.
     let mut by_path: BTreeMap<PathBuf, Decision> = BTreeMap::new();
-    let mut reports = Vec::new();
     for (format, m) in merged {
         for served in &m.files {
             if by_path.contains_key(&served.path) {
@@ -136,7 +145,7 @@ pub fn decide(
         }
     }
     // Generated files belong to whichever database report is there (dpkg first).
-    match reports.first_mut() {
+    match reports.iter_mut().find(|r| r.not_merged.is_none()) {
         Some(first) => first.generated.extend(generated_report),
         None if !generated_report.is_empty() => {
             let mut r = PackageReport::new(Format::Generated, "");
