@@ -125,6 +125,13 @@ fn print_report(r: &RebaseReport) {
         output::table_at(4, &["PATH", "BASE UPDATE", "APP", "WHERE"], &rows);
         println!("  resolutions (policy: {}):", r.policy);
         let mut package_paths = (0, 0);
+        let width = r
+            .resolutions
+            .iter()
+            .filter(|x| !matches!(x.how, How::PackageDb { written: false, .. }))
+            .map(|x| x.path.len())
+            .max()
+            .unwrap_or(0);
         for res in &r.resolutions {
             if let How::PackageDb { written, .. } = res.how {
                 package_paths.0 += 1;
@@ -133,7 +140,7 @@ fn print_report(r: &RebaseReport) {
                     continue;
                 }
             }
-            println!("    {:<24} {}", res.path, describe(&res.how));
+            println!("    {:<width$}  {}", res.path, describe(&res.how));
         }
         if package_paths.0 > 0 {
             println!(
