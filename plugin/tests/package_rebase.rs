@@ -46,6 +46,16 @@ fn opts(onto: &str) -> Options {
     }
 }
 
+/// Registers base:1 (`old`), base:2 (`new`) and app:1 (`app` on base:1), and rebases
+/// the app onto base:2 with the default policy.
+fn rebase_app(fake: &mut Fake, old: &str, new: &str, app: &str) -> rebase::RebaseReport {
+    fake.image("localhost/base:1", old, None);
+    fake.image("localhost/base:2", new, None);
+    fake.image("localhost/app:1", app, Some("localhost/base:1"));
+    fake.save();
+    rebase::rebase(&fake.store(), &opts("base:2"), &NoProgress).unwrap()
+}
+
 /// Names in the store's rebasefs directory (nothing but the writer lock after a failure).
 fn rebasefs_dir(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(root.join("rebasefs"))
@@ -322,12 +332,7 @@ fn ld_so_cache_changed_by_both_sides_is_regenerated_for_the_rebased_stack() {
             ("etc/ld.so.cache", b"cache app".as_slice()),
         ],
     );
-    fake.image("localhost/base:1", &b, None);
-    fake.image("localhost/base:2", &n, None);
-    fake.image("localhost/app:1", &a, Some("localhost/base:1"));
-    fake.save();
-    let store = fake.store();
-    let report = rebase::rebase(&store, &opts("base:2"), &NoProgress).unwrap();
+    let report = rebase_app(&mut fake, &b, &n, &a);
     let cache = report.lowers[0].join("etc/ld.so.cache");
     let bytes = fs::read(&cache).unwrap();
     let entries = rebasefs_plugin::pkgdb::generated::parse_ld_so_cache(&bytes, &cache).unwrap();
@@ -352,12 +357,7 @@ fn an_rpm_berkeley_db_is_reported_not_merged_and_the_rebase_goes_on() {
     let b = fake.layer(None, &[("var/lib/rpm/Packages", "bdb 1")]);
     let n = fake.layer(None, &[("var/lib/rpm/Packages", "bdb 2")]);
     let a = fake.layer(Some(&b), &[("var/lib/rpm/Packages", "bdb app")]);
-    fake.image("localhost/base:1", &b, None);
-    fake.image("localhost/base:2", &n, None);
-    fake.image("localhost/app:1", &a, Some("localhost/base:1"));
-    fake.save();
-    let store = fake.store();
-    let report = rebase::rebase(&store, &opts("base:2"), &NoProgress).unwrap();
+    let report = rebase_app(&mut fake, &b, &n, &a);
     let rpm = &report.packages[0];
     assert_eq!(rpm.format, Format::Rpm);
     let reason = rpm.not_merged.as_deref().unwrap_or_default();
