@@ -45,10 +45,20 @@ pub enum Error {
         count: usize,
         paths: String,
     },
+    #[error(
+        "refusing to rebase {image}: the new base no longer satisfies {count} dependenc(y/ies) of the app's packages: {relations}"
+    )]
+    BrokenDependencies {
+        image: String,
+        count: usize,
+        relations: String,
+    },
+    #[error("package database: {0}")]
+    PackageDb(#[from] crate::pkgdb::Error),
     #[error("nothing to roll back for image {0}: it runs on its original base")]
     NothingToRollBack(String),
     #[error(
-        "invalid policy {0:?}: expected upper-wins, merge, refuse or base-wins=PATH[,PATH...]"
+        "invalid policy {0:?}: expected upper-wins, refuse, merge, no-merge, packages, no-packages, plain or base-wins=PATH[,PATH...]"
     )]
     BadPolicy(String),
     #[error("storage configuration {path}: {reason}")]

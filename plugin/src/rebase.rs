@@ -1,5 +1,7 @@
 //! One rebase, end to end: plan, base change set, per-layer conflicts (reusing what the
-//! repository has), policy decisions, the materialized resolution, and the recorded stack.
+//! repository has), policy decisions (package databases merged per package, and a
+//! refusal when the new base breaks an app package's dependencies), the materialized
+//! resolution, and the recorded stack.
 //!
 //! Everything is computed before the single write transaction; the resolution directory
 //! appears by atomic rename. A failure leaves the repository as it was (at most an orphan
@@ -8,12 +10,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chain;
 use crate::conflict::{self, Change, Conflict};
 use crate::error::{Error, Result};
 use crate::holds;
+use crate::pkgdb::report::PackageReport;
 use crate::plan::{self, Plan};
 use crate::repo::{
     self, write, NewStack, RebasedLayer, Repo, ResolutionRow, SharedStore, WriterLock,
@@ -47,6 +50,9 @@ pub struct Options {
     pub dry_run: bool,
     /// Set the image to the new stack (false for inspection mounts).
     pub assign: bool,
+    /// Rebase even when the new base no longer satisfies an app package's dependencies
+    /// (reported either way). Per run: never remembered with the image's policy.
+    pub allow_broken_deps: bool,
 }
 
 /// One app layer in the report.
@@ -60,7 +66,7 @@ pub struct LayerReport {
 }
 
 /// One decided path in the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResolutionReport {
     pub path: String,
     #[serde(flatten)]
@@ -85,12 +91,29 @@ pub struct RebaseReport {
     pub base_changes_reused: bool,
     pub conflicts: Vec<Conflict>,
     pub resolutions: Vec<ResolutionReport>,
+    /// Per package database: what the base update did to the packages, what the app
+    /// keeps, what both changed, and what the new base no longer satisfies.
+    pub packages: Vec<PackageReport>,
     pub resolution_id: Option<String>,
     pub resolution_reused: bool,
     pub stack_id: Option<i64>,
     /// The lower directories a container of the image is served with, top first.
     pub lowers: Vec<PathBuf>,
     pub elapsed_ms: u128,
+}
+
+/// What a resolution row remembers of its decisions (its `decisions` JSON). Rows written
+/// before package databases were merged hold the bare list of resolutions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Recorded {
+    resolutions: Vec<ResolutionReport>,
+    packages: Vec<PackageReport>,
+}
+
+impl Recorded {
+    fn read(json: &serde_json::Value) -> Option<Recorded> {
+        serde_json::from_value(json.clone()).ok()
+    }
 }
 
 fn resolution_id(plan: &Plan, policy: &Policy) -> String {
@@ -131,7 +154,7 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
     let mut repo = Repo::open_existing(graphroot)?;
     let policy = match (&repo, opts.policy_given) {
         (Some(r), false) => match r.assigned_stack(&plan.image_id)? {
-            Some(stack) => Policy::parse(&stack.policy.split(' ').collect::<Vec<_>>())?,
+            Some(stack) => Policy::from_canonical(&stack.policy)?,
             None => opts.policy.clone(),
         },
         _ => opts.policy.clone(),
@@ -217,13 +240,63 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
     let old_top_first = top_first(&plan.old_base.layers);
     let new_top_first = top_first(&plan.new_base_layers);
     let app_top_first = top_first(&app_ids);
+    let ours_top_first: Vec<PathBuf> = app_top_first
+        .iter()
+        .chain(old_top_first.iter())
+        .cloned()
+        .collect();
+    let below: Vec<PathBuf> = app_top_first
+        .iter()
+        .chain(new_top_first.iter())
+        .cloned()
+        .collect();
     let stacks = Stacks {
         old_base: &old_top_first,
         new_base: &new_top_first,
         app: &app_top_first,
+        ours: &ours_top_first,
+        served: &below,
     };
-    let decisions = resolve::decide(&conflicts, &opts.policy, &stacks)?;
-    let unresolved: Vec<&str> = decisions
+    // One decision per conflicting path, so a resolution exists exactly when conflicts do.
+    let rid = (!conflicts.is_empty()).then(|| resolution_id(&plan, &opts.policy));
+    let stored_resolution = match (&repo, &rid) {
+        (Some(r), Some(id)) => r.resolution(id)?.filter(|row| {
+            row.dir
+                .as_ref()
+                .is_none_or(|d| r.store.absolute(d).is_dir())
+        }),
+        _ => None,
+    };
+    // A stored resolution already holds the merged files: its record is the report.
+    let recorded = stored_resolution
+        .as_ref()
+        .and_then(|row| Recorded::read(&row.decisions));
+    let (decisions, packages) = match &recorded {
+        Some(r) => (Vec::new(), r.packages.clone()),
+        None => {
+            progress.phase("deciding conflicts and merging package databases", 0);
+            let scratch = repo::home(graphroot);
+            let scratch = if scratch.is_dir() {
+                scratch
+            } else {
+                std::env::temp_dir()
+            };
+            let found = resolve::decide_with_packages(&conflicts, &opts.policy, &stacks, &scratch)?;
+            progress.done();
+            found
+        }
+    };
+    let resolutions: Vec<ResolutionReport> = match &recorded {
+        Some(r) => r.resolutions.clone(),
+        None => decisions
+            .iter()
+            .map(|d| ResolutionReport {
+                path: d.path.clone(),
+                how: d.how.clone(),
+            })
+            .collect(),
+    };
+    let unresolved: Vec<&str> = resolutions
         .iter()
         .filter(|d| d.how == How::Unresolved)
         .map(|d| d.path.as_str())
@@ -235,22 +308,17 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
             paths: unresolved.join(", "),
         });
     }
-    let resolutions: Vec<ResolutionReport> = decisions
-        .iter()
-        .map(|d| ResolutionReport {
-            path: d.path.clone(),
-            how: d.how.clone(),
-        })
-        .collect();
-    let writes = decisions.iter().any(|d| d.writes());
-    let rid = (!decisions.is_empty()).then(|| resolution_id(&plan, &opts.policy));
-    let stored_resolution = match (&repo, &rid) {
-        (Some(r), Some(id)) => r.resolution(id)?.filter(|row| {
-            row.dir
-                .as_ref()
-                .is_none_or(|d| r.store.absolute(d).is_dir())
-        }),
-        _ => None,
+    let broken = resolve::packages::broken(&packages);
+    if !broken.is_empty() && !opts.allow_broken_deps {
+        return Err(Error::BrokenDependencies {
+            image: plan.image.clone(),
+            count: broken.len(),
+            relations: broken.join("; "),
+        });
+    }
+    let writes = match (&recorded, &stored_resolution) {
+        (Some(_), Some(row)) => row.dir.is_some(),
+        _ => decisions.iter().any(|d| d.writes()),
     };
     let resolution_reused = stored_resolution.is_some();
     let resolution_dir: Option<String> = match (&stored_resolution, &rid) {
@@ -275,6 +343,7 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
         base_changes_reused,
         conflicts,
         resolutions,
+        packages,
         resolution_id: rid.clone(),
         resolution_reused,
         stack_id: None,
@@ -305,11 +374,6 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
     // Materialize the resolution once, outside the transaction, by atomic rename.
     if let (Some(rel), false) = (&resolution_dir, resolution_reused) {
         progress.phase("materializing the resolution layer", 0);
-        let below: Vec<PathBuf> = app_top_first
-            .iter()
-            .chain(new_top_first.iter())
-            .cloned()
-            .collect();
         repo.store
             .publish(rel, |dir| resolve::materialize(&decisions, dir, &below))?;
         progress.done();
@@ -366,7 +430,11 @@ pub fn rebase(store: &Store, opts: &Options, progress: &dyn Progress) -> Result<
                     old_base_top: plan.old_base_top().to_string(),
                     policy: opts.policy.canonical(),
                     dir: resolution_dir.clone(),
-                    decisions: serde_json::to_value(&report.resolutions).unwrap_or_default(),
+                    decisions: serde_json::to_value(Recorded {
+                        resolutions: report.resolutions.clone(),
+                        packages: report.packages.clone(),
+                    })
+                    .unwrap_or_default(),
                     created: 0,
                     last_used: 0,
                     hits: 0,

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::base;
 use crate::error::Result;
+use crate::pkgdb::report::{PackageCounts, PackageReport};
 use crate::repo::{ContainerMount, Repo, StackRow};
 use crate::serve;
 use crate::storage::images::short_id;
@@ -30,6 +31,9 @@ pub struct ImageStatus {
     pub not_in_force: Option<String>,
     /// rebasefs holds this image because rebased containers run on it ([`crate::holds`]).
     pub held: bool,
+    /// The package-level outcome of the assigned stack's rebase, when it merged any
+    /// package database.
+    pub packages: Option<PackageCounts>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +131,13 @@ fn read_repo(store: &Store) -> Result<RepoView> {
     })
 }
 
+/// The counts of the package reports a resolution row's decisions record.
+fn package_counts(decisions: &serde_json::Value) -> Option<PackageCounts> {
+    let reports: Vec<PackageReport> =
+        serde_json::from_value(decisions.get("packages")?.clone()).ok()?;
+    (!reports.is_empty()).then(|| PackageCounts::of(&reports))
+}
+
 /// Collects the status of the store and its repository.
 pub fn status(store: &Store) -> Result<Status> {
     let (repo, repository_problem) = match read_repo(store) {
@@ -167,6 +178,10 @@ pub fn status(store: &Store) -> Result<Status> {
             policy: stack.map(|s| s.policy.clone()),
             not_in_force: stack.and_then(|s| repo.unservable.get(&s.id).cloned()),
             held: image.is_held(),
+            packages: stack
+                .and_then(|s| s.resolution_id.as_ref())
+                .and_then(|id| repo.resolutions.iter().find(|r| &r.id == id))
+                .and_then(|r| package_counts(&r.decisions)),
         });
     }
     let mut containers = Vec::new();

@@ -345,11 +345,14 @@ fn errors_users_can_act_on() -> Result<()> {
     assert_eq!(code, 1);
     ensure!(err.contains("not a prefix"), "unclear: {err}");
 
-    // refuse: conflicts abort, nothing is written.
+    // refuse: conflicts no rule resolves abort (passwd is merged by default, the file
+    // the app deleted and the base changed is not), nothing is written.
     let (code, err) = cli.fail(&["rebase", APP, "--onto", BASE_2, "--policy", "refuse"])?;
     assert_eq!(code, 1);
     ensure!(
-        err.contains("refusing") && err.contains("/etc/passwd"),
+        err.contains("refusing")
+            && err.contains("/etc/app-deletes-me")
+            && !err.contains("/etc/passwd"),
         "unclear: {err}"
     );
     ensure!(

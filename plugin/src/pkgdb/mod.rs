@@ -11,7 +11,8 @@
 //! Layout: [`deb822`] (stanza files, byte-exact), [`merge3`] (the shared 3-way rules),
 //! [`dpkg`] (status + journal, admin files, versions, relations, `info/`), [`rpm`]
 //! (header blobs, rpmvercmp, the sqlite rpmdb), [`apk`] (installed, world, scripts.tar,
-//! triggers), [`generated`] (ld.so.cache, logs), [`view`] (reading a merged stack),
+//! triggers), [`generated`] (ld.so.cache, logs), [`ldconfig`] (the cache of a stack of
+//! layers), [`view`] (reading a merged stack),
 //! [`report`]. Nothing here writes into a layer; outputs are values the caller
 //! materializes.
 
@@ -20,6 +21,7 @@ pub mod deb822;
 pub mod dpkg;
 pub mod error;
 pub mod generated;
+pub mod ldconfig;
 pub mod merge3;
 pub mod report;
 pub mod rpm;

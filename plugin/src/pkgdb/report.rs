@@ -3,12 +3,12 @@
 //! base no longer satisfies. Serializable for `--format json`; [`PackageReport::text`]
 //! renders it for people.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::merge3::{Case, Winner};
 
 /// Which package manager a database belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Dpkg,
@@ -17,7 +17,7 @@ pub enum Format {
 }
 
 /// A package at one version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// `name` or `name:arch` (dpkg Multi-Arch), `name.arch` (rpm).
     pub name: String,
@@ -25,7 +25,7 @@ pub struct Package {
 }
 
 /// A package the base update changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionChange {
     pub name: String,
     pub old: String,
@@ -35,7 +35,7 @@ pub struct VersionChange {
 }
 
 /// A package both sides changed: what each holds and which one the merge kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BothChanged {
     pub name: String,
     pub case: Case,
@@ -49,7 +49,7 @@ pub struct BothChanged {
 }
 
 /// An app package whose dependency the merged database does not satisfy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Broken {
     pub package: String,
     pub version: String,
@@ -59,14 +59,14 @@ pub struct Broken {
 }
 
 /// A generated file (cache, log) and what the rebase serves for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Generated {
     pub path: String,
     pub decision: String,
 }
 
 /// Everything a person needs to trust the merged database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageReport {
     pub format: Format,
     /// The database's path in the image (`/var/lib/dpkg/status`).
@@ -81,6 +81,48 @@ pub struct PackageReport {
     pub both_changed: Vec<BothChanged>,
     pub broken: Vec<Broken>,
     pub generated: Vec<Generated>,
+}
+
+/// How many packages each part of the reports holds (what `status` shows per stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PackageCounts {
+    pub upgraded: usize,
+    pub added: usize,
+    pub removed: usize,
+    pub app_kept: usize,
+    pub app_removed: usize,
+    pub both_changed: usize,
+    pub broken: usize,
+}
+
+impl PackageCounts {
+    pub fn of(reports: &[PackageReport]) -> PackageCounts {
+        let mut c = PackageCounts::default();
+        for r in reports {
+            c.upgraded += r.upgraded.len();
+            c.added += r.added.len();
+            c.removed += r.removed.len();
+            c.app_kept += r.app_kept.len();
+            c.app_removed += r.app_removed.len();
+            c.both_changed += r.both_changed.len();
+            c.broken += r.broken.len();
+        }
+        c
+    }
+
+    /// One line for people.
+    pub fn text(&self) -> String {
+        format!(
+            "{} upgraded, {} added, {} removed by the base; {} app kept, {} app removed; {} both changed; {} broken",
+            self.upgraded,
+            self.added,
+            self.removed,
+            self.app_kept,
+            self.app_removed,
+            self.both_changed,
+            self.broken
+        )
+    }
 }
 
 impl PackageReport {

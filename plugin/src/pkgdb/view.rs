@@ -38,6 +38,11 @@ fn to_pkgdb(e: crate::Error) -> Error {
     }
 }
 
+/// [`tree::lookup`] with this module's error type.
+pub fn lookup(top_first: &[PathBuf], rel: &Path) -> Result<Lookup> {
+    tree::lookup(top_first, rel).map_err(to_pkgdb)
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io_err(format!("reading {}", path.display())))
 }

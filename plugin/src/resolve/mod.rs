@@ -1,13 +1,18 @@
 //! Conflict policies and the materialized resolution layer.
 //!
-//! Policies (combinable, per image or per run): `upper-wins` (plain overlay result, the
-//! default), `merge` (3-way merge of passwd/group/shadow/gshadow), `base-wins=PATH,...`
-//! (the new base's version of those paths or anything below them), and `refuse` (any
-//! conflict no other rule resolves aborts the rebase). Whatever a resolution produces is
+//! Policies (combinable, per image or per run). The default merges everything rebasefs
+//! understands: `merge` (3-way merge of passwd/group/shadow/gshadow) and `packages` (the
+//! dpkg, rpm and apk databases and the generated files that go with them, [`crate::pkgdb`]);
+//! other conflicts take the app's version (`upper-wins`, the plain overlay result) and are
+//! reported. `no-merge` / `no-packages` turn a merge off (`plain` = both: the overlay
+//! result everywhere), `base-wins=PATH,...` takes the new base's version of those paths or
+//! anything below them, and `refuse` makes any conflict no rule resolves abort the rebase.
+//! Whatever a resolution produces is
 //! written once into a fresh directory that the store renames into place; it is served as
 //! an extra layer above the app layers, so app layers are never rewritten.
 
 pub mod merge;
+pub mod packages;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -29,16 +34,37 @@ pub enum Fallback {
 }
 
 /// A conflict policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub fallback: Fallback,
+    /// passwd/group/shadow/gshadow merged by name.
     pub merge: bool,
+    /// Package databases (and their generated files) merged per package.
+    pub packages: bool,
     /// Absolute paths (or directories) where the new base's version wins.
     pub base_wins: Vec<String>,
 }
 
+/// The safe default: every format rebasefs understands is merged.
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            fallback: Fallback::UpperWins,
+            merge: true,
+            packages: true,
+            base_wins: Vec::new(),
+        }
+    }
+}
+
+/// How the default policy was spelled before package databases were merged. A policy
+/// remembered with this spelling was nobody's choice: it reads as today's default, so
+/// the stale-database default does not live on in old repositories.
+const OLD_DEFAULT_SPELLING: &str = "upper-wins";
+
 impl Policy {
-    /// Parses `--policy` values: `upper-wins`, `merge`, `refuse`, `base-wins=P1,P2`.
+    /// Parses `--policy` values: `upper-wins`, `refuse`, `merge`, `no-merge`,
+    /// `packages`, `no-packages`, `plain`, `base-wins=P1,P2`; each changes the default.
     pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<Policy> {
         let mut policy = Policy::default();
         for value in values {
@@ -47,6 +73,13 @@ impl Policy {
                 "upper-wins" => policy.fallback = Fallback::UpperWins,
                 "refuse" => policy.fallback = Fallback::Refuse,
                 "merge" => policy.merge = true,
+                "no-merge" => policy.merge = false,
+                "packages" => policy.packages = true,
+                "no-packages" => policy.packages = false,
+                "plain" => {
+                    policy.merge = false;
+                    policy.packages = false;
+                }
                 _ => {
                     let paths = value
                         .strip_prefix("base-wins=")
@@ -65,22 +98,49 @@ impl Policy {
         Ok(policy)
     }
 
-    /// A stable spelling: part of resolution ids and shown to people.
+    /// Reads a policy as the repository remembers it ([`Policy::canonical`]).
+    ///
+    /// Spellings from before package databases were merged name neither `packages` nor
+    /// `no-packages`: nobody chose to keep a stale database then, so they read with
+    /// packages merged; `merge` is off in them unless named, except in the old default.
+    pub fn from_canonical(spelling: &str) -> Result<Policy> {
+        if spelling == OLD_DEFAULT_SPELLING {
+            return Ok(Policy::default());
+        }
+        let mut values: Vec<&str> = spelling.split(' ').filter(|v| !v.is_empty()).collect();
+        if !values
+            .iter()
+            .any(|v| *v == "packages" || *v == "no-packages")
+            && !values.contains(&"merge")
+        {
+            values.push("no-merge");
+        }
+        Policy::parse(&values)
+    }
+
+    /// A stable spelling that names every switch: part of resolution ids and shown to
+    /// people.
     pub fn canonical(&self) -> String {
         let mut parts = vec![match self.fallback {
             Fallback::UpperWins => "upper-wins".to_string(),
             Fallback::Refuse => "refuse".to_string(),
         }];
-        if self.merge {
-            parts.push("merge".into());
-        }
+        parts.push(if self.merge { "merge" } else { "no-merge" }.into());
+        parts.push(
+            if self.packages {
+                "packages"
+            } else {
+                "no-packages"
+            }
+            .into(),
+        );
         if !self.base_wins.is_empty() {
             parts.push(format!("base-wins={}", self.base_wins.join(",")));
         }
         parts.join(" ")
     }
 
-    fn base_wins_for(&self, path: &str) -> bool {
+    pub fn base_wins_for(&self, path: &str) -> bool {
         self.base_wins.iter().any(|p| {
             path == p
                 || path
@@ -104,6 +164,14 @@ pub enum How {
     UpperWins,
     /// `refuse` and no rule applied.
     Unresolved,
+    /// A package database (or a generated file that goes with it) merged per package:
+    /// `serve` is `merged`, `new-base`, `app` or `hidden`; `written` says whether the
+    /// resolution layer holds something for it (else the stack already shows it).
+    PackageDb {
+        format: String,
+        serve: String,
+        written: bool,
+    },
 }
 
 /// What a merge did, without the text.
@@ -130,6 +198,11 @@ enum Payload {
         text: String,
         like: Entry,
     },
+    /// Bytes (a merged database, possibly binary) with the metadata of `like`.
+    Bytes {
+        bytes: Vec<u8>,
+        like: Entry,
+    },
     /// A copy of this object.
     Copy(Entry),
     Whiteout,
@@ -146,7 +219,13 @@ impl Decision {
 pub struct Stacks<'a> {
     pub old_base: &'a [PathBuf],
     pub new_base: &'a [PathBuf],
+    /// The app layers alone.
     pub app: &'a [PathBuf],
+    /// The app layers over the old base: what the app image shows.
+    pub ours: &'a [PathBuf],
+    /// The app layers over the new base: what the rebased stack shows below the
+    /// resolution layer.
+    pub served: &'a [PathBuf],
 }
 
 /// Decides every conflicting path under `policy`.
@@ -194,6 +273,32 @@ pub fn decide(
         decisions.push(decision);
     }
     Ok(decisions)
+}
+
+/// [`decide`], then the package databases under the policy ([`packages::decide`]): their
+/// decisions replace the generic one of every path they name, except where `base-wins`
+/// names the path (the user's word). Returns the decisions and the package reports.
+pub fn decide_with_packages(
+    conflicts: &[Conflict],
+    policy: &Policy,
+    stacks: &Stacks<'_>,
+    scratch: &Path,
+) -> Result<(Vec<Decision>, Vec<crate::pkgdb::report::PackageReport>)> {
+    let mut decisions = decide(conflicts, policy, stacks)?;
+    if !policy.packages || !packages::concerns_packages(conflicts) {
+        return Ok((decisions, Vec::new()));
+    }
+    let found = packages::decide(stacks, &|db| policy.base_wins_for(db), scratch)?;
+    let taken: Vec<Decision> = found
+        .decisions
+        .into_iter()
+        .filter(|d| !policy.base_wins_for(&d.path))
+        .collect();
+    let paths: std::collections::HashSet<&str> = taken.iter().map(|d| d.path.as_str()).collect();
+    decisions.retain(|d| !paths.contains(d.path.as_str()));
+    decisions.extend(taken);
+    decisions.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((decisions, found.reports))
 }
 
 fn try_merge(path: &str, rel: &Path, stacks: &Stacks<'_>) -> Result<Option<Decision>> {
@@ -256,6 +361,11 @@ pub fn materialize(decisions: &[Decision], dest: &Path, below_top_first: &[PathB
         match payload {
             Payload::Text { text, like } => {
                 std::fs::write(&target, text)
+                    .map_err(io_err(format!("writing {}", target.display())))?;
+                set_owner_mode(&target, like)?;
+            }
+            Payload::Bytes { bytes, like } => {
+                std::fs::write(&target, bytes)
                     .map_err(io_err(format!("writing {}", target.display())))?;
                 set_owner_mode(&target, like)?;
             }
@@ -351,12 +461,31 @@ mod tests {
         assert_eq!(p.base_wins, ["/etc/hosts", "/etc/os-release"]);
         assert_eq!(
             p.canonical(),
-            "upper-wins merge base-wins=/etc/hosts,/etc/os-release"
+            "upper-wins merge packages base-wins=/etc/hosts,/etc/os-release"
         );
+        assert_eq!(Policy::from_canonical(&p.canonical()).unwrap(), p);
         assert!(p.base_wins_for("/etc/hosts"));
         assert!(!p.base_wins_for("/etc/hostsx"));
         assert!(Policy::parse(&["bogus"]).is_err());
         assert!(Policy::parse(&["base-wins=/../x"]).is_err());
         assert_eq!(Policy::parse::<&str>(&[]).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn the_default_merges_everything_and_old_spellings_read_right() {
+        let default = Policy::default();
+        assert!(default.merge && default.packages);
+        assert_eq!(default.canonical(), "upper-wins merge packages");
+        // The old default's spelling is today's default; old explicit policies keep
+        // what they said and gain the package merge nobody could turn off then.
+        assert_eq!(Policy::from_canonical("upper-wins").unwrap(), default);
+        assert_eq!(Policy::from_canonical("upper-wins merge").unwrap(), default);
+        let old_refuse = Policy::from_canonical("refuse").unwrap();
+        assert!(old_refuse.packages && !old_refuse.merge);
+        let plain = Policy::parse(&["plain"]).unwrap();
+        assert_eq!(plain.canonical(), "upper-wins no-merge no-packages");
+        for p in [plain, Policy::parse(&["no-packages", "refuse"]).unwrap()] {
+            assert_eq!(Policy::from_canonical(&p.canonical()).unwrap(), p);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! database (and its `-wal`) to a scratch directory first, so a layer is never written
 //! and a WAL left in a layer is honoured. Writing builds a fresh file from the template
 //! database's schema, inserts the headers with chosen `hnum`s, rebuilds every index the
-//! schema has, and closes it checkpointed: no `-wal`/`-shm` remain.
+//! schema has, and closes it in rollback-journal mode: no `-wal`/`-shm` remain, and a
+//! read-only tree can be queried.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -356,14 +357,10 @@ fn write_inner(
         .map_err(sql())?;
     }
     tx.commit().map_err(sql())?;
-    if template.wal {
-        // The mode is stored in the file: rpm finds its database as it left it.
-        let _: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sql())?;
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-            .map_err(sql())?;
-    }
+    // Left in rollback-journal mode even when the template was in WAL mode: a WAL-mode
+    // file cannot be opened on a read-only tree (an inspection mount, a scanner's
+    // mount) without a `-shm` beside it, and rpm switches the file back to WAL on its
+    // first write anyway.
     conn.close().map_err(|(_, e)| Error::Sqlite {
         path: out.to_path_buf(),
         source: e,

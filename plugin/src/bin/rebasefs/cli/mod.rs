@@ -132,6 +132,9 @@ fn advice(error: &anyhow::Error) -> Option<&'static str> {
     match error.downcast_ref::<rebasefs_plugin::Error>()? {
         rebasefs_plugin::Error::NoBase(_) => Some("pass --base"),
         rebasefs_plugin::Error::NoUpdate { .. } => Some("pass --onto NEWBASE"),
+        rebasefs_plugin::Error::BrokenDependencies { .. } => Some(
+            "install what they need in the new base, or pass --allow-broken-deps to rebase anyway",
+        ),
         rebasefs_plugin::Error::CorruptRepository { .. } => {
             Some("run `rebasefs check`, or move it aside to start over")
         }

@@ -31,6 +31,9 @@ pub struct MountArgs {
     /// Conflict policy for --onto (as for `rebase`).
     #[arg(long, value_name = "POLICY")]
     policy: Vec<String>,
+    /// For --onto: mount even when the new base breaks an app package's dependencies.
+    #[arg(long)]
+    allow_broken_deps: bool,
     /// Where to mount.
     dir: PathBuf,
 }
@@ -48,6 +51,7 @@ pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
                 policy_given: !args.policy.is_empty(),
                 dry_run: false,
                 assign: false,
+                allow_broken_deps: args.allow_broken_deps,
             };
             let report = rebase::rebase(&store, &opts, &Bar::new(global.format == Format::Text))?;
             (

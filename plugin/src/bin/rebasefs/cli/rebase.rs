@@ -21,10 +21,16 @@ pub struct RebaseArgs {
     /// Plan and report only; record nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Conflict policy; repeatable: upper-wins (default), merge, refuse, base-wins=PATH[,PATH].
-    /// Without it the image keeps the policy of its current rebase.
+    /// Conflict policy; repeatable, each value changes the default (merge passwd/group/
+    /// shadow and the package databases, other conflicts keep the app's version):
+    /// upper-wins, refuse, merge, no-merge, packages, no-packages, plain (no merges),
+    /// base-wins=PATH[,PATH]. Without it the image keeps the policy of its current rebase.
     #[arg(long, value_name = "POLICY")]
     policy: Vec<String>,
+    /// Rebase even when the new base no longer satisfies a dependency of an app package
+    /// (Depends/Pre-Depends, Requires, D:); without it such a rebase is refused.
+    #[arg(long)]
+    allow_broken_deps: bool,
 }
 
 pub fn run(global: &Global, args: &RebaseArgs) -> anyhow::Result<i32> {
@@ -38,6 +44,7 @@ pub fn run(global: &Global, args: &RebaseArgs) -> anyhow::Result<i32> {
         policy,
         dry_run: args.dry_run,
         assign: true,
+        allow_broken_deps: args.allow_broken_deps,
     };
     let progress = Bar::new(global.format == Format::Text);
     let report = rebase::rebase(&store, &opts, &progress)?;
@@ -117,8 +124,22 @@ fn print_report(r: &RebaseReport) {
             .collect();
         output::table_at(4, &["PATH", "BASE UPDATE", "APP", "WHERE"], &rows);
         println!("  resolutions (policy: {}):", r.policy);
+        let mut package_paths = (0, 0);
         for res in &r.resolutions {
+            if let How::PackageDb { written, .. } = res.how {
+                package_paths.0 += 1;
+                package_paths.1 += usize::from(written);
+                if !written {
+                    continue;
+                }
+            }
             println!("    {:<24} {}", res.path, describe(&res.how));
+        }
+        if package_paths.0 > 0 {
+            println!(
+                "    package databases: {} path(s) decided, {} written into the resolution layer (the others the stack already shows)",
+                package_paths.0, package_paths.1
+            );
         }
         if let Some(id) = &r.resolution_id {
             if r.resolutions
@@ -131,6 +152,11 @@ fn print_report(r: &RebaseReport) {
                     if r.resolution_reused { "reused from the repository" } else { "materialized once into the shared store" }
                 );
             }
+        }
+    }
+    for p in &r.packages {
+        for line in p.text().lines() {
+            println!("  {line}");
         }
     }
     match r.stack_id {
@@ -170,6 +196,15 @@ fn describe(how: &How) -> String {
         How::BaseWinsDeleted => "deleted, as in the new base (base-wins)".into(),
         How::UpperWins => "app's version stays on top (upper-wins)".into(),
         How::Unresolved => "unresolved".into(),
+        How::PackageDb { format, serve, .. } => match serve.as_str() {
+            "merged" if format == "generated" => {
+                "regenerated or merged (see the generated lines of the package report)".into()
+            }
+            "merged" => format!("{format} database merged per package"),
+            "new-base" => format!("new base's version ({format}: the new base's package won)"),
+            "app" => format!("app's version ({format}: the app's package won)"),
+            _ => format!("hidden ({format}: no package owns it any more)"),
+        },
     }
 }
 

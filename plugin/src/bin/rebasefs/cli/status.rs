@@ -57,6 +57,11 @@ pub fn run(global: &Global) -> anyhow::Result<i32> {
         &["IMAGE", "ID", "BASE", "BASE UPDATE", "REBASED ONTO"],
         &rows,
     );
+    for i in &s.images {
+        if let Some(p) = &i.packages {
+            println!("  {} packages: {}", i.name, p.text());
+        }
+    }
     println!("\nContainers:");
     if s.containers.is_empty() {
         println!("  (none)");
