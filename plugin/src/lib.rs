@@ -10,6 +10,7 @@
 
 pub mod base;
 pub mod chain;
+pub mod commit;
 pub mod conflict;
 pub mod error;
 pub mod holds;

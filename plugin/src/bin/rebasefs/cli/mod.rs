@@ -4,6 +4,7 @@
 //! `--root`/`--runroot` override it. Every failure is one line on stderr and exit code 1
 //! (2 for bad usage); `--format json` prints machine-readable results on stdout.
 
+mod commit;
 mod maintenance;
 mod mount;
 mod output;
@@ -19,7 +20,7 @@ use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 
 /// Subcommands this binary answers to; anything else is the mount-program grammar.
 const SUBCOMMANDS: &[&str] = &[
-    "status", "rebase", "rollback", "mount", "umount", "gc", "check", "hook", "help",
+    "status", "rebase", "commit", "rollback", "mount", "umount", "gc", "check", "hook", "help",
 ];
 
 /// True when argv names a subcommand rather than mount-program options.
@@ -73,6 +74,8 @@ enum Command {
     Status,
     /// Plan a rebase of IMAGE onto a new base, report conflicts, and record it.
     Rebase(rebase::RebaseArgs),
+    /// Write IMAGE rebased onto a new base into containers-storage as a real image NAME.
+    Commit(commit::CommitArgs),
     /// Put IMAGE back on the stack it ran on before its last rebase.
     Rollback {
         /// Image name or id.
@@ -107,6 +110,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let result = match &cli.command {
         Command::Status => status::run(&cli.global),
         Command::Rebase(a) => rebase::run(&cli.global, a),
+        Command::Commit(a) => commit::run(&cli.global, a),
         Command::Rollback { image } => rebase::rollback(&cli.global, image),
         Command::Mount(a) => mount::mount(&cli.global, a),
         Command::Umount { dir } => mount::umount(dir),
