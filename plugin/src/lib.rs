@@ -8,6 +8,7 @@
 //! [`serve`] is the mount program's fast lookup of the active rebased stack; [`holds`] keeps
 //! new bases from being removed under rebased containers.
 
+pub mod autoupdate;
 pub mod base;
 pub mod chain;
 pub mod commit;
