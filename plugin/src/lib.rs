@@ -8,8 +8,10 @@
 //! [`serve`] is the mount program's fast lookup of the active rebased stack; [`holds`] keeps
 //! new bases from being removed under rebased containers.
 
+pub mod autoupdate;
 pub mod base;
 pub mod chain;
+pub mod commit;
 pub mod conflict;
 pub mod error;
 pub mod holds;
