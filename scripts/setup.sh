@@ -14,10 +14,13 @@ set -euo pipefail
 # debootstrap, rpm (rpm, rpmbuild, rpmdb), diffutils (cmp):
 # the package-database fixtures (scripts/pkg-fixtures.sh) and the real-rpm/-dpkg checks.
 # e2fsprogs (mkfs.ext4), mount (loop mounts): the differential suite's ext4 upper layer.
+# procps (pgrep), mawk (awk): the scripts; git: the bench's version line; apt: setup.sh itself.
+# scripts/commands.list maps every command the suites and scripts call to its package.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl python3
   debootstrap rpm diffutils e2fsprogs mount
+  procps mawk git apt
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -224,7 +224,15 @@ impl Podman {
         images::write_files(&context, files)?;
         std::fs::write(context.join("Containerfile"), containerfile)?;
         let context = context.to_string_lossy().into_owned();
-        self.run(&["build", "--quiet", "--tag", tag, &context])?;
+        self.run(&[
+            "build",
+            "--quiet",
+            "--network",
+            "none",
+            "--tag",
+            tag,
+            &context,
+        ])?;
         Ok(())
     }
 

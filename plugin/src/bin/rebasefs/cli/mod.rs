@@ -107,8 +107,14 @@ enum Command {
     /// Check the repository's integrity and its agreement with the store.
     Check,
     /// OCI precreate hook: move a (re)starting container onto its assigned stack.
+    ///
+    /// Annotation io.rebasefs.pin=true keeps a container on the stack it runs on.
     #[command(hide = true)]
-    Hook,
+    Hook {
+        /// Move only containers annotated io.rebasefs.rebase=true; pin all others.
+        #[arg(long)]
+        opt_in: bool,
+    },
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -131,7 +137,15 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Umount { dir } => mount::umount(dir),
         Command::Gc => maintenance::gc(&cli.global),
         Command::Check => maintenance::check(&cli.global),
-        Command::Hook => rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository),
+        Command::Hook { opt_in } => {
+            use rebasefs_hooks::hook::SiteDefault;
+            let site = if *opt_in {
+                SiteDefault::Stay
+            } else {
+                SiteDefault::Move
+            };
+            rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository, site)
+        }
     };
     match result {
         Ok(code) => code,
