@@ -25,6 +25,9 @@ pub struct CommitArgs {
     /// The name of the new image (e.g. `app:rebased`, `registry.example:5000/app:2`).
     #[arg(long, value_name = "NAME")]
     tag: String,
+    /// Commit even when the new base no longer satisfies an app package's dependencies.
+    #[arg(long)]
+    allow_broken_deps: bool,
 }
 
 pub fn run(global: &Global, args: &CommitArgs) -> anyhow::Result<i32> {
@@ -39,6 +42,7 @@ pub fn run(global: &Global, args: &CommitArgs) -> anyhow::Result<i32> {
             policy,
             dry_run: false,
             assign: false,
+            allow_broken_deps: args.allow_broken_deps,
         },
         tag: args.tag.clone(),
     };
