@@ -19,11 +19,12 @@ DATA=$(cd "$DATA" && pwd)
 L=$DATA/layers
 # The Debian mirror apt already uses (deb822 .sources or one-line .list), unless overridden.
 apt_mirror() {
-    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-      grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
-    } | grep -v -- '-security' | head -n 1
+    # (a missing sources file makes grep fail; with pipefail that must not end the script)
+    { grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+      grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+    } | awk '$1 == "URIs:" {print $2} $1 == "deb" {print $2}' | { grep -v -- '-security' || true; } | head -n 1
 }
-MIRROR=${BENCH_MIRROR:-$(apt_mirror)}
+MIRROR=${BENCH_MIRROR:-$(apt_mirror || true)} # no source file: the one-line reason below
 [[ -n "$MIRROR" ]] || { echo "build-data.sh: no Debian mirror in apt's sources; set BENCH_MIRROR" >&2; exit 1; }
 DATA_VERSION=2 # bump when the layout or content recipe changes
 

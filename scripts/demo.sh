@@ -47,7 +47,7 @@ COPY --from=build /artifact.txt /app/artifact.txt
 RUN rm /etc/obsolete.conf && echo "motd from the app layer" > /etc/motd && rm -r /opt/old
 CMD ["/bin/sh"]
 CF
-show pod build --quiet --tag localhost/rebasefs-demo/app:1 "$store/ctx"
+show pod build --quiet --network none --tag localhost/rebasefs-demo/app:1 "$store/ctx"
 pod images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
 
 step "3. run a container: containers-storage mounts its rootfs with rebasefs"

@@ -108,7 +108,7 @@ RUN mkdir -p /app && echo "app payload" > /app/app.txt && rm /etc/app-deletes-me
 RUN adduser -D -u 1000 appuser
 CMD ["sleep", "1000000"]
 CF
-show pod build --quiet --tag localhost/story/app:1 "$store/ctx" >/dev/null
+show pod build --quiet --network none --tag localhost/story/app:1 "$store/ctx" >/dev/null
 show pod image inspect --format '{{index .Annotations "org.opencontainers.image.base.name"}}' localhost/story/app:1
 
 step "3. container c1 runs and writes"
@@ -144,7 +144,7 @@ FROM localhost/story/base:1
 RUN mkdir -p /app && echo "app payload" > /app/app.txt && rm /etc/app-deletes-me
 RUN echo "a different second layer" > /app/other.txt
 CF
-show pod build --quiet --tag localhost/story/app-variant:1 "$store/ctx2" >/dev/null
+show pod build --quiet --network none --tag localhost/story/app-variant:1 "$store/ctx2" >/dev/null
 show rebasefs rebase localhost/story/app-variant:1 --onto localhost/story/base:2 --policy merge
 show rebasefs status
 
@@ -174,7 +174,7 @@ show rebasefs check
 step "10. the same move the classic way: rebuild app on base:2 without cache, recreate c1"
 sed -i 's|localhost/story/base:1|localhost/story/base:2|' "$store/ctx/Containerfile"
 t0=$(now_ms)
-pod build --quiet --no-cache --tag localhost/story/app:2 "$store/ctx" >/dev/null
+pod build --quiet --network none --no-cache --tag localhost/story/app:2 "$store/ctx" >/dev/null
 pod rm --force --time 0 c1 >/dev/null
 pod run --detach --name c1 localhost/story/app:2 >/dev/null
 t1=$(now_ms)

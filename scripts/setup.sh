@@ -13,11 +13,18 @@ set -euo pipefail
 # python3: the hostile-socket test serves a forged control socket as `nobody` with it.
 # debootstrap, rpm (rpm, rpmbuild, rpmdb), diffutils (cmp):
 # the package-database fixtures (scripts/pkg-fixtures.sh) and the real-rpm/-dpkg checks.
+# docker-registry: the local OCI registry of e2e_registry (commit + push, auto-update);
+# skopeo: `rebasefs auto-update` asks a registry for a name's digest with it.
+# systemd (systemctl): auto-update restarts a container's unit with it.
 # e2fsprogs (mkfs.ext4), mount (loop mounts): the differential suite's ext4 upper layer.
+# procps (pgrep), mawk (awk): the scripts; git: the bench's version line; apt: setup.sh itself.
+# scripts/commands.list maps every command the suites and scripts call to its package.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl python3
   debootstrap rpm diffutils e2fsprogs mount
+  procps mawk git apt
+  docker-registry skopeo systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

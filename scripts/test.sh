@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# Every command the suites call comes from a package setup.sh installs (a fresh machine has it).
+scripts/check-commands.sh
 
 # CI runs one fixed random-operation stream so a red run always reproduces; run the
 # suite locally without DIFF_SEED (time-based seed) to explore new streams.

@@ -13,8 +13,13 @@
 //! another process's argv or executable. Repository questions go to the [`Repository`]
 //! the binary passes in.
 //!
+//! A container annotated `io.rebasefs.pin=true` is pinned instead: it stays on the stack it
+//! runs on, also at later mounts (the repository remembers the pin). A site that moves
+//! nothing by default runs `rebasefs hook --opt-in`; then only containers annotated
+//! `io.rebasefs.rebase=true` move and the others are pinned.
+//!
 //! A precreate hook gets the proposed config.json (an OCI runtime [`Spec`]) on stdin and
-//! prints the config to use: it is printed back unchanged. Problems go to stderr; only a
+//! prints the config to use: it is printed back unchanged (also when it is not JSON). Problems go to stderr; only a
 //! failed remount (which would leave the container without a rootfs) fails the start.
 
 use std::io::{Read, Write};
@@ -37,6 +42,45 @@ pub trait Repository {
     /// Environment variables the remounting mount program must not inherit (ones that
     /// would keep it from asking the repository).
     fn remount_env_cleared(&self) -> &[&str];
+    /// Pins (or unpins) the container whose read-write layer is `container_layer`: a pinned
+    /// container is served the stack it was last mounted with at every later mount.
+    fn set_pinned(
+        &self,
+        graphroot: &Path,
+        container_layer: &str,
+        pinned: bool,
+    ) -> anyhow::Result<()>;
+}
+
+/// Annotation that pins a container to the stack it runs on (`true`).
+pub const PIN_ANNOTATION: &str = "io.rebasefs.pin";
+/// Annotation that opts a container in (`true`) when the site runs the hook with `--opt-in`.
+pub const OPT_IN_ANNOTATION: &str = "io.rebasefs.rebase";
+
+/// Which containers the hook moves when no annotation says otherwise (the site's choice,
+/// made in the hooks.d file's `args`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteDefault {
+    /// Every container moves onto its image's assigned stack (`rebasefs hook`).
+    Move,
+    /// Only containers annotated `io.rebasefs.rebase=true` move; the others stay pinned
+    /// (`rebasefs hook --opt-in`).
+    Stay,
+}
+
+/// True when the container with `config` stays on the stack it runs on.
+fn pinned(config: &Spec, site: SiteDefault) -> bool {
+    let annotation = |name: &str| {
+        config
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .map(|v| v.eq_ignore_ascii_case("true"))
+    };
+    match annotation(PIN_ANNOTATION) {
+        Some(true) => true,
+        _ => site == SiteDefault::Stay && annotation(OPT_IN_ANNOTATION) != Some(true),
+    }
 }
 
 /// What Podman hands a hook on stdin.
@@ -48,26 +92,26 @@ enum Input {
 }
 
 /// Reads stdin as an OCI state (it names a bundle) or else a runtime config.
-fn parse(input: &str) -> Option<Input> {
-    if serde_json::from_str::<State>(input)
+fn parse(input: &[u8]) -> Result<Input, serde_json::Error> {
+    if serde_json::from_slice::<State>(input)
         .is_ok_and(|state| !state.bundle().as_os_str().is_empty())
     {
-        return Some(Input::State);
+        return Ok(Input::State);
     }
-    serde_json::from_str::<Spec>(input)
-        .ok()
-        .map(|spec| Input::Config(Box::new(spec)))
+    serde_json::from_slice::<Spec>(input).map(|spec| Input::Config(Box::new(spec)))
 }
 
 /// Reads the config from stdin, refreshes the rootfs's stack if needed, echoes the config.
-pub fn run(repository: &dyn Repository) -> anyhow::Result<i32> {
-    let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input)?;
+pub fn run(repository: &dyn Repository, site: SiteDefault) -> anyhow::Result<i32> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading the config from stdin")?;
     let mut code = 0;
     match parse(&input) {
         // A later stage, where swapping would pull mounts from under runc.
-        Some(Input::State) => return Ok(0),
-        Some(Input::Config(config)) => match refresh(&config, repository) {
+        Ok(Input::State) => return Ok(0),
+        Ok(Input::Config(config)) => match refresh(&config, repository, site) {
             Ok(Some(what)) => tracing::info!(%what, "rootfs stack refreshed"),
             Ok(None) => {}
             Err(error) => {
@@ -75,13 +119,19 @@ pub fn run(repository: &dyn Repository) -> anyhow::Result<i32> {
                 code = 1;
             }
         },
-        None => eprintln!("rebasefs hook: stdin is not a JSON config"),
+        Err(error) => eprintln!(
+            "rebasefs hook: stdin is not an OCI config ({error}); passed through unchanged"
+        ),
     }
-    std::io::stdout().write_all(input.as_bytes())?;
+    std::io::stdout().write_all(&input)?;
     Ok(code)
 }
 
-fn refresh(config: &Spec, repository: &dyn Repository) -> anyhow::Result<Option<String>> {
+fn refresh(
+    config: &Spec,
+    repository: &dyn Repository,
+    site: SiteDefault,
+) -> anyhow::Result<Option<String>> {
     let Some(root) = config
         .root()
         .as_ref()
@@ -104,6 +154,20 @@ fn refresh(config: &Spec, repository: &dyn Repository) -> anyhow::Result<Option<
             return Ok(None);
         }
     };
+    // `<graphroot>/overlay/<container layer>/merged`.
+    let layer = root
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy());
+    if let Some(layer) = layer {
+        let pinned = pinned(config, site);
+        repository
+            .set_pinned(&graphroot, &layer, pinned)
+            .with_context(|| format!("{}: recording whether it is pinned", root.display()))?;
+        if pinned {
+            return Ok(Some("pinned: keeps the stack it runs on".into()));
+        }
+    }
     let record = match mount_record::find_trusted(&graphroot, &root, &mount) {
         Ok(record) => record,
         Err(error) => {

@@ -15,13 +15,12 @@
 //! drop the holds nothing needs any more.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{io_err, Error, Result};
 use crate::repo::Repo;
 use crate::storage::lock;
+use crate::storage::writer::write_atomically;
 use crate::storage::Store;
 
 /// The repositories of the hold names; the tag is the held image's id.
@@ -171,29 +170,6 @@ fn update(graphroot: &Path, mut edit: impl FnMut(&str, &mut Vec<String>) -> bool
     write_atomically(&path, &text)?;
     lock.record_write()?;
     Ok(changed)
-}
-
-/// Replaces `path` by a temporary file renamed over it, as `ioutils.AtomicWriteFile` does.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".tmp-images.json.rebasefs-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .and_then(|()| std::fs::File::open(dir)?.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(format!("writing {}", path.display()))(e));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

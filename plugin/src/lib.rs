@@ -5,15 +5,19 @@
 //! image's base and base updates; [`plan`] validates a rebase; [`conflict`] finds paths both
 //! the base update and the app layers touched; [`resolve`] applies policies and materializes
 //! resolutions; [`repo`] is the SQLite repository; [`rebase`] ties them together for the CLI;
-//! [`serve`] is the mount program's fast lookup of the active rebased stack; [`holds`] keeps
-//! new bases from being removed under rebased containers.
+//! [`serve`] is the mount program's fast lookup of the active rebased stack ([`pins`]: the
+//! containers it keeps on their stack); [`holds`] keeps new bases from being removed under
+//! rebased containers.
 
+pub mod autoupdate;
 pub mod base;
 pub mod chain;
+pub mod commit;
 pub mod conflict;
 pub mod error;
 pub mod holds;
 pub mod maintenance;
+pub mod pins;
 pub mod pkgdb;
 pub mod plan;
 pub mod rebase;

@@ -5,13 +5,15 @@
 //! id and the graphroot; the repository beside it says whether the image whose chain this
 //! is has an active rebased stack. If so the answer is: the materialized resolution (if
 //! any), the unchanged app diff dirs, then the new base's diff dirs. The container's upper
-//! dir is kept as is. Without a repository the cost is one `stat`.
+//! dir is kept as is. A pinned container ([`pins`]) gets the stack it was last mounted with
+//! instead. Without a repository the cost is one `stat`.
 
 use std::path::{Path, PathBuf};
 
 use rebasefs_fuse::StackSpec;
 
 use crate::error::Result;
+use crate::pins;
 use crate::repo::{Repo, StackRow};
 use crate::storage::{diff_dir, layer_of_path};
 
@@ -124,7 +126,14 @@ fn decide(spec: &StackSpec) -> Result<Option<(Repo, Decision)>> {
         .map(|(id, _)| id);
     let mut chosen = None;
     if let Some(asked) = asked {
-        let mut candidates = repo.active_stacks_for_top(&top)?;
+        let pinned = container_layer
+            .as_deref()
+            .is_some_and(|layer| pins::is_pinned(&graphroot, layer));
+        let mut candidates = match container_layer.as_deref().filter(|_| pinned) {
+            // A pinned container keeps the stack it was last mounted with.
+            Some(layer) => pinned_stack(&repo, layer)?.into_iter().collect(),
+            None => repo.active_stacks_for_top(&top)?,
+        };
         candidates.sort_by_key(|s| std::cmp::Reverse(s.id));
         chosen = candidates.into_iter().find(|s| {
             s.orig_layers.len() == asked.len() && s.orig_layers.iter().rev().eq(asked.iter())
@@ -153,6 +162,19 @@ fn decide(spec: &StackSpec) -> Result<Option<(Repo, Decision)>> {
             serve,
         },
     )))
+}
+
+/// The stack a pinned container was last mounted with (`None`: its original one).
+fn pinned_stack(repo: &Repo, container_layer: &str) -> Result<Option<StackRow>> {
+    let last = repo
+        .container_mounts()?
+        .into_iter()
+        .find(|m| m.container_layer == container_layer)
+        .and_then(|m| m.stack_id);
+    match last {
+        Some(id) => repo.stack(id),
+        None => Ok(None),
+    }
 }
 
 /// The rebased stack to serve instead of `spec`, or `None` to serve `spec` unchanged.

@@ -46,6 +46,8 @@ pub struct ContainerStatus {
     pub stack_id: Option<i64>,
     /// The base it moves onto at its next (re)start, when that differs.
     pub pending: Option<String>,
+    /// Pinned to the stack it runs on ([`crate::pins`]): it does not move.
+    pub pinned: bool,
     /// What keeps a recorded rebase from holding for it, when something does.
     pub problem: Option<String>,
 }
@@ -199,7 +201,9 @@ pub fn status(store: &Store) -> Result<Status> {
         let assigned = repo.assigned.get(&c.image);
         // The stack its next start serves: the assigned one if it can be served.
         let next = assigned.filter(|a| !repo.unservable.contains_key(&a.id));
+        let pinned = crate::pins::is_pinned(&store.config.graphroot, &c.layer);
         let pending = match (next, last_stack) {
+            _ if pinned => None,
             (Some(n), Some(l)) if n.id == l.id => None,
             (Some(n), _) => Some(n.new_base_name.clone()),
             (None, Some(_)) => original.clone(),
@@ -235,6 +239,7 @@ pub fn status(store: &Store) -> Result<Status> {
             runs_on,
             stack_id: last_stack.map(|s| s.id),
             pending,
+            pinned,
             problem,
         });
     }

@@ -3,3 +3,5 @@ pub mod diff;
 pub mod pkg_fixtures;
 pub mod podman;
 pub mod rebase_story;
+pub mod registry;
+pub mod tree_hash;

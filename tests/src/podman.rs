@@ -70,7 +70,22 @@ pub struct Podman {
     dir: StoreDir,
     store: Store,
     mount_program: PathBuf,
+    /// Where the store names its mount program; see [`Setup`].
+    setup: Setup,
     finished: bool,
+}
+
+/// How a [`Podman`] store is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// `--storage-opt overlay.mount_program=BIN` on every podman command line.
+    CommandLine,
+    /// The mount program in the store's storage.conf and `rebasefs hook` in its
+    /// containers.conf, so any podman given only the two files (as `rebasefs auto-update`
+    /// runs it) uses both.
+    Configured,
+    /// Kernel overlayfs, no mount program (a host without rebasefs).
+    KernelOverlay,
 }
 
 impl Podman {
@@ -81,6 +96,12 @@ impl Podman {
 
     /// A fresh store using `mount_program`.
     pub fn with_mount_program(mount_program: PathBuf) -> Result<Self> {
+        Self::with_setup(mount_program, Setup::CommandLine)
+    }
+
+    /// A fresh store set up as `setup` says (`rebasefs` = the binary under test).
+    pub fn with_setup(rebasefs: PathBuf, setup: Setup) -> Result<Self> {
+        let mount_program = rebasefs;
         let dir = StoreDir::create()?;
         for sub in ["tmp", "work"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
@@ -89,8 +110,8 @@ impl Podman {
         let store = Store::create(
             dir.path(),
             &store::Config {
-                mount_program: None,
-                hook: None,
+                mount_program: (setup == Setup::Configured).then_some(mount_program.as_path()),
+                hook: (setup == Setup::Configured).then_some(mount_program.as_path()),
                 runroot: None,
                 containers_conf: store::TESTS_CONTAINERS_CONF,
             },
@@ -99,6 +120,7 @@ impl Podman {
             dir,
             store,
             mount_program,
+            setup,
             finished: false,
         })
     }
@@ -132,11 +154,14 @@ impl Podman {
             .arg(self.store.runroot())
             .arg("--tmpdir")
             .arg(self.dir().join("tmp"))
-            .args(["--storage-driver", "overlay", "--storage-opt"])
-            .arg(format!(
+            .args(["--storage-driver", "overlay"]);
+        if self.setup == Setup::CommandLine {
+            command.arg("--storage-opt").arg(format!(
                 "overlay.mount_program={}",
                 self.mount_program.display()
-            ))
+            ));
+        }
+        command
             .args(args)
             .env("TMPDIR", self.dir().join("tmp"))
             .current_dir(self.dir());
@@ -199,7 +224,15 @@ impl Podman {
         images::write_files(&context, files)?;
         std::fs::write(context.join("Containerfile"), containerfile)?;
         let context = context.to_string_lossy().into_owned();
-        self.run(&["build", "--quiet", "--tag", tag, &context])?;
+        self.run(&[
+            "build",
+            "--quiet",
+            "--network",
+            "none",
+            "--tag",
+            tag,
+            &context,
+        ])?;
         Ok(())
     }
 

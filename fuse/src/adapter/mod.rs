@@ -19,6 +19,7 @@ use fuser::{
 };
 use tracing::debug;
 
+use crate::overlay::killpriv::Writer;
 use crate::overlay::namespace::{Caller, NewKind};
 use crate::overlay::setattr::SetAttr;
 use crate::overlay::Overlay;
@@ -42,6 +43,13 @@ impl Fs {
             uid: req.uid(),
             gid: req.gid(),
             umask,
+        }
+    }
+
+    fn writer(req: &Request) -> Writer {
+        Writer {
+            gid: req.gid(),
+            pid: req.pid(),
         }
     }
 }
@@ -85,7 +93,7 @@ impl Filesystem for Fs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -101,7 +109,7 @@ impl Filesystem for Fs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let change = SetAttr {
+        let mut change = SetAttr {
             mode,
             uid,
             gid,
@@ -110,6 +118,8 @@ impl Filesystem for Fs {
             mtime,
             fh: fh.map(|f| f.0),
         };
+        self.ov
+            .setgid_on_truncate(ino.0, &mut change, Self::writer(req));
         reply::attr(reply, self.ttls(), self.ov.setattr(ino.0, change));
     }
 
@@ -235,7 +245,19 @@ impl Filesystem for Fs {
         reply::entry(reply, self.ttls(), r.map(|(_, a)| a));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.ov.setgid_watch_wanted(ino.0, flags.0) {
+            // Served by the daemon, so its writes reach setgid_before_write.
+            let r = self.ov.open(ino.0, flags.0, |_| {
+                Err(std::io::Error::other("setgid file opened for writing"))
+            });
+            if let Ok(o) = &r {
+                let passthrough = o.backing.is_some();
+                self.ov
+                    .setgid_watch_opened(ino.0, o.fh, passthrough, Self::writer(req));
+            }
+            return reply::opened(reply, r);
+        }
         let r = self.ov.open(ino.0, flags.0, |fd| reply.open_backing(fd));
         reply::opened(reply, r);
     }
@@ -256,8 +278,8 @@ impl Filesystem for Fs {
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -266,6 +288,7 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.ov.setgid_before_write(ino.0, fh.0, Self::writer(req));
         reply::written(reply, self.ov.write(fh.0, offset, data));
     }
 
@@ -291,6 +314,7 @@ impl Filesystem for Fs {
         reply: ReplyEmpty,
     ) {
         self.ov.remove_handle(fh.0);
+        self.ov.setgid_watch_released(fh.0);
         reply.ok();
     }
 
@@ -437,14 +461,15 @@ impl Filesystem for Fs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.ov.setgid_before_write(ino.0, fh.0, Self::writer(req));
         reply::empty(reply, self.ov.fallocate(fh.0, offset, length, mode));
     }
 

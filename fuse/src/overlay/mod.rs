@@ -25,6 +25,7 @@ pub mod handles;
 pub mod idmap;
 pub mod inode;
 pub mod io;
+pub mod killpriv;
 pub mod layer;
 pub mod lookup;
 pub mod namespace;
@@ -81,6 +82,8 @@ pub struct Overlay {
     /// Names answered "absent" with a cacheable negative entry, to invalidate on a
     /// stack swap (bounded; past the bound negative entries are not cached).
     pub negative: Mutex<std::collections::HashSet<(u64, OsString)>>,
+    /// Open files whose writes may have to drop S_ISGID (see [`killpriv`]).
+    setgid_watch: killpriv::SgidWatch,
 }
 
 const NEGATIVE_CAP: usize = 200_000;
@@ -102,6 +105,7 @@ impl Overlay {
             notifier: OnceLock::new(),
             tmp_counter: AtomicU64::new(0),
             negative: Mutex::new(std::collections::HashSet::new()),
+            setgid_watch: killpriv::SgidWatch::default(),
             stack: RwLock::new(Arc::new(stack)),
         };
         let stack = ov.stack();

@@ -9,7 +9,11 @@ pub mod config;
 pub mod containers;
 pub mod images;
 pub mod layers;
+pub mod linktree;
 pub mod lock;
+pub mod tarsplit;
+pub mod whiteouts;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};

@@ -8,6 +8,7 @@ pub fn cases() -> Vec<Case> {
         Case::standard("utimensat_times", utimensat_times),
         Case::standard("sticky_dir", sticky_dir),
         Case::standard("suid_clearing", suid_clearing),
+        Case::standard("setgid_write_by_non_member", setgid_write_by_non_member),
         Case::standard("unprivileged_permissions", unprivileged_permissions),
     ]
 }
@@ -192,6 +193,70 @@ fn suid_clearing(t: &mut Session) {
     // Root chown of a setuid file clears setuid.
     expect(t, chown("bin/su", 0, 0), Ok(()));
     expect(t, lstat("bin/su"), Ok(()));
+}
+
+/// S_ISGID without S_IXGRP is dropped when a writer outside the file's group writes or
+/// truncates (Linux 6.2+ `setattr_should_drop_sgid`); kept for a member, for root, and by a
+/// write open that writes nothing (random seed 1796181169057356680, run 8's R24).
+fn setgid_write_by_non_member(t: &mut Session) {
+    let ways: [(&str, Op); 7] = [
+        (
+            "trunc-write",
+            write("tmp/sg0", WriteAt::Truncate, 4826, b'g'),
+        ),
+        ("pwrite", write("tmp/sg1", WriteAt::Offset(3), 10, b'g')),
+        ("append", write("tmp/sg2", WriteAt::Append, 10, b'g')),
+        ("truncate", Op::Truncate(s("tmp/sg3"), 1)),
+        ("ftruncate", Op::Ftruncate(s("tmp/sg4"), 0)),
+        (
+            "open-trunc",
+            open("tmp/sg5", libc::O_WRONLY | libc::O_TRUNC),
+        ),
+        ("open-no-write", open("tmp/sg6", libc::O_RDWR)),
+    ];
+    for (i, (what, op)) in ways.into_iter().enumerate() {
+        let p = format!("tmp/sg{i}");
+        // Made by root under umask 077 (02700 root:0), then given to 1000 in group 1001.
+        let made = Op::Open {
+            path: p.clone(),
+            flags: libc::O_RDWR | libc::O_CREAT,
+            mode: 0o2755,
+            umask: 0o077,
+        };
+        expect(t, made, Ok(()));
+        expect(t, write(&p, WriteAt::Offset(0), 64, b'r'), Ok(()));
+        expect(t, chown(&p, 1000, 1001), Ok(()));
+        expect(t, as_user(op), Ok(()));
+        let o = t.run(lstat(&p));
+        let want = if what == "open-no-write" {
+            0o2700
+        } else {
+            0o700
+        };
+        t.require(
+            stat_perm(&o) == Some(want),
+            &format!("{what} by 1000:1000 of {p} (02700 1000:1001) leaves {want:o}"),
+        );
+    }
+    // A member of the file's group keeps the bit, and so does root (CAP_FSETID).
+    expect(t, chown("tmp/sg6", 1000, 1000), Ok(()));
+    expect(t, chmod("tmp/sg6", 0o2700), Ok(()));
+    expect(
+        t,
+        as_user(write("tmp/sg6", WriteAt::Append, 5, b'm')),
+        Ok(()),
+    );
+    expect(t, lstat("tmp/sg6"), Ok(()));
+    expect(t, chown("tmp/sg6", 1000, 1001), Ok(()));
+    expect(t, chmod("tmp/sg6", 0o2700), Ok(()));
+    expect(t, write("tmp/sg6", WriteAt::Append, 5, b'r'), Ok(()));
+    expect(t, Op::Truncate(s("tmp/sg6"), 2), Ok(()));
+    expect(t, lstat("tmp/sg6"), Ok(()));
+    // A lower file in that state, copied up by the non-member's write.
+    expect(t, chown("rb/f1", 1000, 1001), Ok(()));
+    expect(t, chmod("rb/f1", 0o2744), Ok(()));
+    expect(t, as_user(write("rb/f1", WriteAt::Append, 7, b'l')), Ok(()));
+    expect(t, lstat("rb/f1"), Ok(()));
 }
 
 fn unprivileged_permissions(t: &mut Session) {

@@ -72,4 +72,17 @@ impl rebasefs_hooks::hook::Repository for Repository {
     fn remount_env_cleared(&self) -> &[&str] {
         &[serve::NO_REWRITE_ENV]
     }
+
+    fn set_pinned(
+        &self,
+        graphroot: &std::path::Path,
+        container_layer: &str,
+        pinned: bool,
+    ) -> anyhow::Result<()> {
+        Ok(rebasefs_plugin::pins::set(
+            graphroot,
+            container_layer,
+            pinned,
+        )?)
+    }
 }

@@ -1,9 +1,12 @@
-//! The command-line tool for people: status, rebase, rollback, mount/umount, gc, check.
+//! The command-line tool for people: status, rebase, commit, auto-update, rollback,
+//! mount/umount, gc, check.
 //!
 //! Storage is found like Podman finds it (`CONTAINERS_STORAGE_CONF`, storage.conf), and
 //! `--root`/`--runroot` override it. Every failure is one line on stderr and exit code 1
 //! (2 for bad usage); `--format json` prints machine-readable results on stdout.
 
+mod auto_update;
+mod commit;
 mod maintenance;
 mod mount;
 mod output;
@@ -19,7 +22,17 @@ use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 
 /// Subcommands this binary answers to; anything else is the mount-program grammar.
 const SUBCOMMANDS: &[&str] = &[
-    "status", "rebase", "rollback", "mount", "umount", "gc", "check", "hook", "help",
+    "status",
+    "rebase",
+    "commit",
+    "auto-update",
+    "rollback",
+    "mount",
+    "umount",
+    "gc",
+    "check",
+    "hook",
+    "help",
 ];
 
 /// True when argv names a subcommand rather than mount-program options.
@@ -73,6 +86,10 @@ enum Command {
     Status,
     /// Plan a rebase of IMAGE onto a new base, report conflicts, and record it.
     Rebase(rebase::RebaseArgs),
+    /// Write IMAGE rebased onto a new base into containers-storage as a real image NAME.
+    Commit(commit::CommitArgs),
+    /// Move opted-in containers onto their base's update by rebase (like `podman auto-update`).
+    AutoUpdate(auto_update::AutoUpdateArgs),
     /// Put IMAGE back on the stack it ran on before its last rebase.
     Rollback {
         /// Image name or id.
@@ -90,8 +107,14 @@ enum Command {
     /// Check the repository's integrity and its agreement with the store.
     Check,
     /// OCI precreate hook: move a (re)starting container onto its assigned stack.
+    ///
+    /// Annotation io.rebasefs.pin=true keeps a container on the stack it runs on.
     #[command(hide = true)]
-    Hook,
+    Hook {
+        /// Move only containers annotated io.rebasefs.rebase=true; pin all others.
+        #[arg(long)]
+        opt_in: bool,
+    },
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -107,12 +130,22 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let result = match &cli.command {
         Command::Status => status::run(&cli.global),
         Command::Rebase(a) => rebase::run(&cli.global, a),
+        Command::Commit(a) => commit::run(&cli.global, a),
+        Command::AutoUpdate(a) => auto_update::run(&cli.global, a),
         Command::Rollback { image } => rebase::rollback(&cli.global, image),
         Command::Mount(a) => mount::mount(&cli.global, a),
         Command::Umount { dir } => mount::umount(dir),
         Command::Gc => maintenance::gc(&cli.global),
         Command::Check => maintenance::check(&cli.global),
-        Command::Hook => rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository),
+        Command::Hook { opt_in } => {
+            use rebasefs_hooks::hook::SiteDefault;
+            let site = if *opt_in {
+                SiteDefault::Stay
+            } else {
+                SiteDefault::Move
+            };
+            rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository, site)
+        }
     };
     match result {
         Ok(code) => code,

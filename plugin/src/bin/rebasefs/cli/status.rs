@@ -74,10 +74,11 @@ pub fn run(global: &Global) -> anyhow::Result<i32> {
                     c.name.clone(),
                     c.image.clone(),
                     c.runs_on.clone().unwrap_or_else(dash),
-                    c.pending
-                        .clone()
-                        .map(|p| format!("moves onto {p} at next (re)start"))
-                        .unwrap_or_else(dash),
+                    match &c.pending {
+                        _ if c.pinned => "pinned (io.rebasefs.pin)".to_string(),
+                        Some(p) => format!("moves onto {p} at next (re)start"),
+                        None => dash(),
+                    },
                 ]
             })
             .collect();
