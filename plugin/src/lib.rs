@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod pkgdb;
 pub mod plan;
 pub mod rebase;
+pub mod repair;
 pub mod repo;
 pub mod resolve;
 pub mod serve;
