@@ -48,21 +48,22 @@ enum Input {
 }
 
 /// Reads stdin as an OCI state (it names a bundle) or else a runtime config.
-fn parse(input: &str) -> Option<Input> {
-    if serde_json::from_str::<State>(input)
+fn parse(input: &[u8]) -> Option<Input> {
+    if serde_json::from_slice::<State>(input)
         .is_ok_and(|state| !state.bundle().as_os_str().is_empty())
     {
         return Some(Input::State);
     }
-    serde_json::from_str::<Spec>(input)
+    serde_json::from_slice::<Spec>(input)
         .ok()
         .map(|spec| Input::Config(Box::new(spec)))
 }
 
 /// Reads the config from stdin, refreshes the rootfs's stack if needed, echoes the config.
 pub fn run(repository: &dyn Repository) -> anyhow::Result<i32> {
-    let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input)?;
+    // Bytes, not a String: whatever arrives (not UTF-8 too) is echoed unchanged.
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
     let mut code = 0;
     match parse(&input) {
         // A later stage, where swapping would pull mounts from under runc.
@@ -77,7 +78,7 @@ pub fn run(repository: &dyn Repository) -> anyhow::Result<i32> {
         },
         None => eprintln!("rebasefs hook: stdin is not a JSON config"),
     }
-    std::io::stdout().write_all(input.as_bytes())?;
+    std::io::stdout().write_all(&input)?;
     Ok(code)
 }
 
