@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{bail, ensure, Context, Result};
+use rebasefs_tests::faults::{base_of, check_ok};
 use rebasefs_tests::podman::Podman;
 use rebasefs_tests::rebase_story::{build_story_images, Cli, APP, BASE_2};
 
@@ -18,24 +19,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// What a container reports about its stack: base release, base-2-only and base-1-only
-/// files, base 2's system user, the app's file and user.
-const PROBE: &str = "cat /etc/base-release; test -e /etc/new-in-base-2 && echo new; \
-test -e /etc/removed-in-base-2 && echo removed; grep -c syslog /etc/passwd; cat /app/app.txt; \
-grep -c appuser /etc/passwd";
-const ON_BASE_1: &str = "base 1\nremoved\n0\napp payload\n1\n";
-const ON_BASE_2: &str = "base 2\nnew\n1\napp payload\n1\n";
-
-/// Which base container `name` runs on, failing on anything but a whole stack.
-fn base_of(podman: &Podman, name: &str) -> Result<u32> {
-    let out = podman.run(&["exec", name, "sh", "-c", PROBE])?;
-    match out.as_str() {
-        ON_BASE_1 => Ok(1),
-        ON_BASE_2 => Ok(2),
-        other => bail!("{name} serves half a stack: {other:?}"),
-    }
 }
 
 /// Starts containers `names` of the app, all at once (one thread each).
@@ -66,12 +49,6 @@ fn store_entries(podman: &Podman) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn check_ok(cli: &Cli<'_>, when: &str) -> Result<()> {
-    let check = cli.json(&["check"])?;
-    ensure!(check["ok"] == true, "{when}: rebasefs check: {check}");
-    Ok(())
 }
 
 #[test]

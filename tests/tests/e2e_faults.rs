@@ -23,21 +23,10 @@ fn exec(podman: &Podman, container: &str, script: &str) -> Result<String> {
     podman.run(&["exec", container, "sh", "-c", script])
 }
 
-/// Pids of our mount program's processes serving `merged`.
-fn serving_daemons(podman: &Podman, merged: &std::path::Path) -> Vec<i32> {
-    let needle = merged.to_string_lossy().into_owned();
-    podman
-        .mount_program_processes()
-        .into_iter()
-        .filter(|p| p.cmdline.ends_with(needle.as_str()))
-        .map(|p| p.pid)
-        .collect()
-}
-
 /// SIGKILLs the daemon serving `container`'s rootfs; returns its pid.
 fn kill_daemon(podman: &Podman, container: &str) -> Result<i32> {
     let merged = podman.container_dir(container, "MergedDir")?;
-    let pids = serving_daemons(podman, &merged);
+    let pids = podman.serving_daemons(&merged);
     ensure!(
         pids.len() == 1,
         "daemons serving {}: {pids:?}",

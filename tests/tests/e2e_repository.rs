@@ -8,8 +8,9 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use rebasefs_tests::diff::rng::Rng;
+use rebasefs_tests::faults::{base_of, base_shown, check_ok, seed, STACK_PROBE};
 use rebasefs_tests::podman::Podman;
 use rebasefs_tests::rebase_story::{build_story_images, Cli, APP, BASE_2};
 
@@ -21,46 +22,12 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-const PROBE: &str = "cat /etc/base-release; grep -c syslog /etc/passwd; cat /app/app.txt";
-const ON_BASE_1: &str = "base 1\n0\napp payload\n";
-const ON_BASE_2: &str = "base 2\n1\napp payload\n";
 const REBASE: &[&str] = &["rebase", APP, "--onto", BASE_2, "--policy", "merge"];
 
 /// Which base a new container of the app starts on (whole stacks only); removes it again.
 fn fresh_container_base(podman: &Podman, name: &str) -> Result<u32> {
-    let out = podman.run(&["run", "--rm", "--name", name, APP, "sh", "-c", PROBE])?;
-    base_named(name, &out)
-}
-
-fn base_named(name: &str, out: &str) -> Result<u32> {
-    match out {
-        ON_BASE_1 => Ok(1),
-        ON_BASE_2 => Ok(2),
-        other => bail!("{name} serves half a stack: {other:?}"),
-    }
-}
-
-fn base_of(podman: &Podman, name: &str) -> Result<u32> {
-    let out = podman.run(&["exec", name, "sh", "-c", PROBE])?;
-    base_named(name, &out)
-}
-
-fn check_ok(cli: &Cli<'_>, when: &str) -> Result<()> {
-    let check = cli.json(&["check"])?;
-    ensure!(check["ok"] == true, "{when}: rebasefs check: {check}");
-    Ok(())
-}
-
-fn seed() -> u64 {
-    std::env::var("REBASEFS_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    let out = podman.run(&["run", "--rm", "--name", name, APP, "sh", "-c", STACK_PROBE])?;
+    base_shown(name, &out)
 }
 
 #[test]
@@ -70,7 +37,6 @@ fn a_rebase_killed_at_any_moment_leaves_a_valid_repository_and_one_assignment() 
     build_story_images(&podman)?;
     let cli = Cli::new(&podman);
     let seed = seed();
-    eprintln!("repository faults: REBASEFS_FAULT_SEED={seed}");
     let mut rng = Rng::new(seed);
     // How long a whole rebase takes here: the kills land anywhere inside it.
     let started = Instant::now();

@@ -19,22 +19,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use rebasefs_tests::diff::rng::Rng;
 use rebasefs_tests::diff::sys;
+use rebasefs_tests::faults::seed;
 use rebasefs_tests::podman::host;
 use rebasefs_tests::podman::mount_program;
-
-fn seed() -> u64 {
-    let seed = std::env::var("REBASEFS_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("hostile input: REBASEFS_FAULT_SEED={seed}");
-    seed
-}
 
 fn scratch(name: &str) -> Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new()
