@@ -14,6 +14,8 @@ scripts/check-commands.sh
 # suite locally without DIFF_SEED (time-based seed) to explore new streams.
 if [ -n "${CI:-}" ]; then
   export DIFF_SEED=${DIFF_SEED:-20261123}
+  # Likewise the fault and hostile-input suites' kill points, names and option strings.
+  export REBASEFS_FAULT_SEED=${REBASEFS_FAULT_SEED:-20261202}
 fi
 
 started=$(date +%s)

@@ -201,22 +201,33 @@ fn remount(
     record: &MountRecord,
     repository: &dyn Repository,
 ) -> anyhow::Result<Option<String>> {
-    match repository.needs_remount(&record.stack()) {
-        Ok(true) => {}
-        Ok(false) => return Ok(None),
-        Err(error) => {
-            // A broken repository never stops a container: it keeps its current stack.
-            eprintln!("rebasefs hook: {}: not moved: {error}", root.display());
-            return Ok(None);
+    // A mount whose daemon died (SIGKILL, the OOM killer) is mounted again whatever the
+    // repository says; the mount program detaches the dead mount itself.
+    let dead = is_dead(root);
+    if dead {
+        tracing::warn!(
+            "{}: the daemon serving it is gone; mounting it again",
+            root.display()
+        );
+    } else {
+        match repository.needs_remount(&record.stack()) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(error) => {
+                // A broken repository never stops a container: it keeps its current stack.
+                eprintln!("rebasefs hook: {}: not moved: {error}", root.display());
+                return Ok(None);
+            }
         }
     }
-    let unmounted = ["fusermount3", "fusermount"].iter().any(|tool| {
-        Command::new(tool)
-            .arg("-u")
-            .arg(root)
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let unmounted = dead
+        || ["fusermount3", "fusermount"].iter().any(|tool| {
+            Command::new(tool)
+                .arg("-u")
+                .arg(root)
+                .status()
+                .is_ok_and(|s| s.success())
+        });
     if !unmounted {
         bail!(
             "could not unmount {} to move it onto its new stack",
@@ -243,4 +254,11 @@ fn remount(
         );
     }
     Ok(Some("remounted".into()))
+}
+
+/// Whether the FUSE mount at `root` has lost its daemon (every access fails so).
+fn is_dead(root: &Path) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, NotConnected};
+    std::fs::symlink_metadata(root)
+        .is_err_and(|e| matches!(e.kind(), NotConnected | ConnectionAborted))
 }

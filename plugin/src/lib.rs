@@ -21,6 +21,7 @@ pub mod pins;
 pub mod pkgdb;
 pub mod plan;
 pub mod rebase;
+pub mod repair;
 pub mod repo;
 pub mod resolve;
 pub mod serve;

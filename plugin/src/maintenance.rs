@@ -40,17 +40,7 @@ pub fn check(store: &Store) -> Result<CheckReport> {
         schema_version: repo.schema_version()?,
         ..Default::default()
     };
-    let integrity: Vec<String> = repo
-        .conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| repo.err(e))?;
-    if integrity != ["ok"] {
-        return Err(Error::CorruptRepository {
-            path: repo.path.clone(),
-            reason: integrity.join("; "),
-        });
-    }
+    crate::repair::integrity(&repo)?;
     let layers = repo.all_rebased_layers()?;
     report.rebased_layers = layers.len();
     for l in &layers {

@@ -1,5 +1,6 @@
 //! Shared support for the rebasefs test suites.
 pub mod diff;
+pub mod faults;
 pub mod pkg_fixtures;
 pub mod podman;
 pub mod rebase_story;

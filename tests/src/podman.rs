@@ -330,6 +330,16 @@ impl Podman {
             .collect()
     }
 
+    /// Pids of the mount-program processes serving `merged` (its last argument).
+    pub fn serving_daemons(&self, merged: &Path) -> Vec<i32> {
+        let needle = merged.to_string_lossy().into_owned();
+        self.mount_program_processes()
+            .into_iter()
+            .filter(|p| p.cmdline.ends_with(needle.as_str()))
+            .map(|p| p.pid)
+            .collect()
+    }
+
     /// Live processes of any kind mentioning this store (podman, conmon, mount program).
     fn store_processes(&self) -> Vec<ProcessInfo> {
         host::processes_mentioning(&self.dir().to_string_lossy())

@@ -628,17 +628,6 @@ fn sha256_hex(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Pids of our mount program's processes serving `merged`.
-fn serving_daemons(podman: &Podman, merged: &std::path::Path) -> Vec<i32> {
-    let needle = merged.to_string_lossy().into_owned();
-    podman
-        .mount_program_processes()
-        .into_iter()
-        .filter(|p| p.cmdline.ends_with(needle.as_str()))
-        .map(|p| p.pid)
-        .collect()
-}
-
 /// The files a daemon leaves in `<graphroot>/rebasefs/DIR` (sockets, mount records).
 fn daemon_files(podman: &Podman, dir: &str) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(podman.root().join("rebasefs").join(dir))
@@ -725,7 +714,7 @@ fn hook_never_runs_another_users_program() -> Result<()> {
         std::fs::remove_file(path)?;
     }
     let before = mount_line(&merged).context("c1's rootfs is not mounted")?;
-    let daemons = serving_daemons(&podman, &merged);
+    let daemons = podman.serving_daemons(&merged);
     ensure!(daemons.len() == 1, "serving c1: {daemons:?}");
     // Runs the hook; it must succeed without running the impostor's program.
     let hook = || -> Result<String> {
@@ -750,7 +739,7 @@ fn hook_never_runs_another_users_program() -> Result<()> {
             "{case}: the hook touched c1's mount"
         );
         assert_eq!(
-            serving_daemons(&podman, &merged),
+            podman.serving_daemons(&merged),
             daemons,
             "{case}: the hook replaced the daemon"
         );
@@ -782,7 +771,7 @@ fn hook_never_runs_another_users_program() -> Result<()> {
             .write_all(bytes)?;
     }
     hook()?;
-    let now = serving_daemons(&podman, &merged);
+    let now = podman.serving_daemons(&merged);
     ensure!(
         now.len() == 1 && now != daemons,
         "the hook did not remount c1 with {}: {now:?}",

@@ -675,3 +675,104 @@ fn image_mount_form_with_short_links_passes_the_overlap_checks() -> Result<()> {
     run_tool("fusermount3", &["-u", &mnt.display().to_string()])?;
     scratch.assert_nothing_left()
 }
+
+/// SIGKILLs every daemon of this scratch tree and waits until they are gone.
+fn kill_daemons(scratch: &Scratch) -> Result<()> {
+    for daemon in scratch.daemons() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    let left = host::wait_until_empty(Duration::from_secs(10), || scratch.daemons());
+    ensure!(left.is_empty(), "daemons survived SIGKILL: {left:?}");
+    Ok(())
+}
+
+#[test]
+fn a_dead_mount_of_ours_on_the_mountpoint_is_detached_before_mounting_again() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let options = scratch.rw_options();
+    let mnt = scratch.mnt().display().to_string();
+    for round in 0..3 {
+        let output = scratch.run(&["-o", &options, &mnt], Path::new("/"))?;
+        ensure!(output.success(), "round {round}: mount failed: {output:?}");
+        let file = scratch.mnt().join(format!("synced-{round}"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&file)?;
+            f.write_all(format!("round {round}\n").as_bytes())?;
+            f.sync_all()?;
+        }
+        kill_daemons(&scratch)?;
+        let dead = std::fs::metadata(scratch.mnt()).map(|_| ());
+        ensure!(
+            matches!(
+                dead.as_ref().err().and_then(|e| e.raw_os_error()),
+                Some(libc::ENOTCONN | libc::ECONNABORTED)
+            ),
+            "round {round}: a killed daemon's mount answers {dead:?}"
+        );
+    }
+    // The fourth mount detaches the third's dead mount; the earlier ones were detached too,
+    // so exactly one mount is left, live, with every fsynced file.
+    let output = scratch.run(&["-o", &options, &mnt], Path::new("/"))?;
+    ensure!(
+        output.success(),
+        "mount over a dead mount failed: {output:?}"
+    );
+    let at_mnt = scratch
+        .mounts()
+        .into_iter()
+        .filter(|m| m.mount_point == scratch.mnt())
+        .count();
+    ensure!(at_mnt == 1, "{at_mnt} mounts stacked on the mountpoint");
+    for round in 0..3 {
+        assert_eq!(
+            read(&scratch.mnt().join(format!("synced-{round}")))?,
+            format!("round {round}\n")
+        );
+    }
+    run_tool("umount", &[&mnt])?;
+    scratch.assert_nothing_left()
+}
+
+#[test]
+fn a_dead_mount_of_another_filesystem_is_left_alone() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let mnt = scratch.mnt().display().to_string();
+    let fo = Command::new("fuse-overlayfs")
+        .args([
+            "-o",
+            &format!("lowerdir={}", scratch.path("lower2").display()),
+            &mnt,
+        ])
+        .status()
+        .context("running fuse-overlayfs")?;
+    ensure!(fo.success(), "fuse-overlayfs failed: {fo}");
+    let theirs: Vec<_> = host::processes_mentioning(&mnt)
+        .into_iter()
+        .filter(|p| p.cmdline.starts_with("fuse-overlayfs"))
+        .collect();
+    ensure!(!theirs.is_empty(), "no fuse-overlayfs daemon");
+    host::kill_all(&theirs);
+    host::wait_until_empty(Duration::from_secs(10), || {
+        host::processes_mentioning(&mnt)
+            .into_iter()
+            .filter(|p| p.cmdline.starts_with("fuse-overlayfs"))
+            .collect()
+    });
+    let output = scratch.run(&["-o", &scratch.rw_options(), &mnt], Path::new("/"))?;
+    ensure!(
+        !output.success(),
+        "mounted over a dead fuse-overlayfs mount"
+    );
+    ensure!(
+        output.stderr.trim().lines().count() == 1 && output.stderr.contains("not connected"),
+        "not one line naming the dead mount: {:?}",
+        output.stderr
+    );
+    let kinds: Vec<String> = scratch.mounts().into_iter().map(|m| m.fs_type).collect();
+    ensure!(kinds == ["fuse.fuse-overlayfs"], "mounts now: {kinds:?}");
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod cmdline;
 mod daemon;
 mod layers;
 mod options;
+mod stale;
 mod termination;
 
 use std::any::Any;
@@ -146,6 +147,7 @@ fn prepare(option_strings: &[String], mountpoint: &Path) -> Result<Prepared> {
     };
     stack.upper = resolve_optional("upperdir", &stack.upper)?;
     stack.work = resolve_optional("workdir", &stack.work)?;
+    stale::detach_dead_mount(mountpoint, &cwd)?;
     let mountpoint = layers::resolve_directory("mountpoint", mountpoint, &cwd)?;
     Ok(Prepared {
         options,

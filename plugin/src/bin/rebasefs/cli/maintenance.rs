@@ -19,12 +19,22 @@ pub fn gc(global: &Global) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-pub fn check(global: &Global) -> anyhow::Result<i32> {
+pub fn check(global: &Global, repair: bool) -> anyhow::Result<i32> {
     let store = global.open_store()?;
+    let repaired = if repair {
+        Some(rebasefs_plugin::repair::repair(&store)?)
+    } else {
+        None
+    };
     let r = maintenance::check(&store)?;
     match global.format {
-        Format::Json => output::json(&serde_json::json!({ "ok": r.ok(), "report": r }))?,
+        Format::Json => {
+            output::json(&serde_json::json!({ "ok": r.ok(), "report": r, "repaired": repaired }))?
+        }
         Format::Text => {
+            for action in repaired.iter().flat_map(|r| &r.actions) {
+                println!("repaired: {action}");
+            }
             match &r.repository {
                 None => println!("no repository yet: nothing to check"),
                 Some(p) => println!(
@@ -44,6 +54,8 @@ pub fn check(global: &Global) -> anyhow::Result<i32> {
             }
             if r.ok() && r.repository.is_some() {
                 println!("  ok");
+            } else if !r.ok() {
+                println!("  `rebasefs check --repair` drops what cannot be served");
             }
         }
     }

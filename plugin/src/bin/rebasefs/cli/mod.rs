@@ -105,7 +105,13 @@ enum Command {
     /// Remove repository records and directories nothing can use any more.
     Gc,
     /// Check the repository's integrity and its agreement with the store.
-    Check,
+    Check {
+        /// First repair what cannot be served: move a corrupt repo.db aside, drop
+        /// resolutions whose directory is gone (with their stacks), unassign stacks whose
+        /// layers are gone.
+        #[arg(long)]
+        repair: bool,
+    },
     /// OCI precreate hook: move a (re)starting container onto its assigned stack.
     ///
     /// Annotation io.rebasefs.pin=true keeps a container on the stack it runs on.
@@ -136,7 +142,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Mount(a) => mount::mount(&cli.global, a),
         Command::Umount { dir } => mount::umount(dir),
         Command::Gc => maintenance::gc(&cli.global),
-        Command::Check => maintenance::check(&cli.global),
+        Command::Check { repair } => maintenance::check(&cli.global, *repair),
         Command::Hook { opt_in } => {
             use rebasefs_hooks::hook::SiteDefault;
             let site = if *opt_in {
@@ -169,7 +175,7 @@ fn advice(error: &anyhow::Error) -> Option<&'static str> {
             "install what they need in the new base, or pass --allow-broken-deps to rebase anyway",
         ),
         rebasefs_plugin::Error::CorruptRepository { .. } => {
-            Some("run `rebasefs check`, or move it aside to start over")
+            Some("run `rebasefs check --repair` to move it aside and start over")
         }
         _ => None,
     }
