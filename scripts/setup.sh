@@ -18,6 +18,8 @@ PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
   build-essential pkg-config tar coreutils ca-certificates curl python3
   debootstrap rpm diffutils e2fsprogs mount
+  # tests/tests/e2e_registry.rs: a local OCI registry, and the digest look-up `rebasefs auto-update` runs.
+  docker-registry skopeo
 )
 
 if [ "$(id -u)" -ne 0 ]; then
