@@ -365,9 +365,11 @@ impl<'a> Podman<'a> {
 
     fn output(&self, mut command: Command) -> anyhow::Result<String> {
         let shown = format!("{command:?}");
+        let started = Instant::now();
         let out = command
             .output()
             .with_context(|| format!("running {shown}"))?;
+        tracing::debug!(command = %shown, ms = started.elapsed().as_millis(), status = %out.status, "ran");
         if !out.status.success() {
             bail!(
                 "{shown} failed ({}): {}",
