@@ -53,7 +53,7 @@ pub struct Move {
     pub image_id: String,
     pub from_base: String,
     pub to_base: String,
-    /// `updated`, `rolled back` or `failed`.
+    /// As the report says it: `true` (updated) or `rolled back`.
     pub outcome: String,
     pub at: i64,
 }
@@ -104,6 +104,6 @@ impl State {
         self.moves
             .iter()
             .rev()
-            .find(|m| m.container == container && m.outcome == "updated")
+            .find(|m| m.container == container && m.outcome == "true")
     }
 }

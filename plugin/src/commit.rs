@@ -318,7 +318,8 @@ fn is_empty_layer(entry: &Value) -> bool {
         .unwrap_or(false)
 }
 
-/// How many history entries cover the first `layers` layers.
+/// How many history entries cover the first `layers` layers (for a base whose history is
+/// not a prefix of the image's; entries without a layer after its last one count as the app's).
 fn skip_layers(history: &[Value], layers: usize) -> usize {
     let mut seen = 0;
     for (index, entry) in history.iter().enumerate() {
@@ -396,4 +397,44 @@ fn manifest_bytes(
         path: PathBuf::from("manifest"),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stored_as_podman_stores_them() {
+        assert_eq!(storage_name("app:rebased"), "localhost/app:rebased");
+        assert_eq!(storage_name("app"), "localhost/app:latest");
+        assert_eq!(
+            storage_name("127.0.0.1:5000/story/app:2"),
+            "127.0.0.1:5000/story/app:2"
+        );
+    }
+
+    #[test]
+    fn history_split_and_fit_follow_layers() {
+        let layer = |by: &str| json!({"created_by": by});
+        let empty = |by: &str| json!({"created_by": by, "empty_layer": true});
+        let history = vec![
+            layer("base 1"),
+            empty("base cmd"),
+            layer("app 1"),
+            empty("app cmd"),
+            layer("app 2"),
+        ];
+        // Entries without a layer after the base's last one cannot be told apart: the app's.
+        assert_eq!(skip_layers(&history, 1), 1);
+        assert_eq!(skip_layers(&history, 0), 0);
+        let tail = history[2..].to_vec();
+        assert_eq!(fit_history(tail.clone(), 2, "app"), tail);
+        let made = fit_history(tail, 3, "app");
+        assert_eq!(
+            made.len(),
+            3,
+            "one made-up entry per layer when they disagree"
+        );
+        assert!(made.iter().all(|e| !is_empty_layer(e)));
+    }
 }

@@ -147,14 +147,17 @@ impl Podman {
     /// `podman` with this store's global options and environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = self.store.command(Path::new("podman"));
-        command
-            .arg("--root")
-            .arg(self.root())
-            .arg("--runroot")
-            .arg(self.store.runroot())
-            .arg("--tmpdir")
-            .arg(self.dir().join("tmp"))
-            .args(["--storage-driver", "overlay"]);
+        // `--root`, `--runroot` and `--storage-driver` make Podman ignore storage.conf's
+        // options (mount_program): a configured store is named by its storage.conf only.
+        if self.setup != Setup::Configured {
+            command
+                .arg("--root")
+                .arg(self.root())
+                .arg("--runroot")
+                .arg(self.store.runroot())
+                .args(["--storage-driver", "overlay"]);
+        }
+        command.arg("--tmpdir").arg(self.dir().join("tmp"));
         if self.setup == Setup::CommandLine {
             command.arg("--storage-opt").arg(format!(
                 "overlay.mount_program={}",

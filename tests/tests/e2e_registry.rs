@@ -90,6 +90,8 @@ fn auto_update_moves_and_rolls_back() -> Result<()> {
         "--detach",
         "--name",
         "c1",
+        "--stop-timeout",
+        "1",
         "--label",
         "io.containers.autoupdate=registry",
         "--annotation",
@@ -126,7 +128,12 @@ fn auto_update_moves_and_rolls_back() -> Result<()> {
     ensure!(updated_of(&rows, "c1") == "true", "{rows:?}");
     let pulled = podman.run(&["image", "inspect", "--format", "{{.Digest}}", &base])?;
     ensure!(pulled != local_v1, "the base was not pulled");
-    ensure!(exec(&podman, "c1", "cat /etc/base-release")? == "base 2\n");
+    let release = exec(&podman, "c1", "cat /etc/base-release")?;
+    ensure!(
+        release == "base 2\n",
+        "c1 did not move ({release:?}): {rows:?}\n{}",
+        cli.run(&["status"])?
+    );
     ensure!(exec(&podman, "c1", "cat /root/note")? == "written by c1\n");
     ensure!(exec(&podman, "c1", "cat /app/app.txt")? == "app payload\n");
     ensure!(

@@ -110,7 +110,8 @@ pub fn usage() -> String {
 
 usage: rebasefs [-f] [-d] -o lowerdir=TOP:...:BASE[,upperdir=U,workdir=W][,OPTIONS] MOUNTPOINT
        rebasefs SOURCE MOUNTPOINT -o OPTIONS   (as mount.fuse3 runs it; SOURCE is ignored)
-       rebasefs SUBCOMMAND ...   (status, rebase, rollback, mount, umount, gc, check, help)
+       rebasefs SUBCOMMAND ...   (status, rebase, commit, auto-update, rollback, mount, umount,
+                                  gc, check, help)
 
   -f              stay in the foreground (default: daemonize once the mount is live)
   -d              debug logging to stderr (implies -f)

@@ -334,3 +334,102 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with one base layer (`overlay/base/{diff,link}`), as containers-storage left it.
+    fn store() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for dir in [
+            "overlay-layers",
+            "overlay-images",
+            "overlay/base/diff",
+            "overlay/l",
+        ] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("storage.lock"), b"").unwrap();
+        std::fs::write(root.join("overlay-layers/layers.lock"), b"").unwrap();
+        std::fs::write(root.join("overlay-images/images.lock"), b"").unwrap();
+        std::fs::write(root.join("overlay/base/link"), "BASELINK").unwrap();
+        std::fs::write(
+            root.join("overlay-layers/layers.json"),
+            r#"[{"id":"base","diff-digest":"sha256:aa","diff-size":3,"uidset":[0],"future-field":1}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("overlay-images/images.json"),
+            r#"[{"id":"old","names":["localhost/app:new","localhost/keep:1"],"layer":"base"}]"#,
+        )
+        .unwrap();
+        tmp
+    }
+
+    #[test]
+    fn layers_and_images_as_containers_storage_writes_them() {
+        let tmp = store();
+        let root = tmp.path();
+        let writer = StoreWriter::lock(root).unwrap();
+        assert!(writer.native_overlay());
+        writer
+            .create_layer_dir("top", Some("base"), |diff| {
+                std::fs::create_dir(diff).map_err(io_err("mkdir"))
+            })
+            .unwrap();
+        let dir = root.join("overlay/top");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("lower")).unwrap(),
+            "l/BASELINK"
+        );
+        let link = std::fs::read_to_string(dir.join("link")).unwrap();
+        assert_eq!(link.len(), 26);
+        assert_eq!(
+            std::fs::read_link(root.join("overlay/l").join(&link)).unwrap(),
+            Path::new("../top/diff")
+        );
+        let template = writer.layer_record("base").unwrap();
+        let layer = NewLayer {
+            id: "top".into(),
+            parent: Some("base".into()),
+            diff_id: "sha256:bb".into(),
+            diff_size: 7,
+            template,
+        };
+        assert_eq!(writer.add_layers(std::slice::from_ref(&layer)).unwrap(), 1);
+        assert_eq!(
+            writer.add_layers(&[layer]).unwrap(),
+            0,
+            "ids already recorded stay"
+        );
+        let top = writer.layer_record("top").unwrap().unwrap();
+        assert_eq!(top["parent"], "base");
+        assert_eq!(top["diff-digest"], "sha256:bb");
+        assert_eq!(top["future-field"], 1, "unknown fields survive");
+        writer
+            .add_image(&NewImage {
+                id: "new".into(),
+                top_layer: "top".into(),
+                names: vec!["localhost/app:new".into()],
+                manifest: b"{}".to_vec(),
+                manifest_digest: "sha256:cc".into(),
+                config: b"{}".to_vec(),
+                config_digest: "sha256:dd".into(),
+            })
+            .unwrap();
+        let images = crate::storage::images::load(&root.join("overlay-images")).unwrap();
+        assert_eq!(images[0].names, ["localhost/keep:1"], "the name moved");
+        assert_eq!(images[1].names, ["localhost/app:new"]);
+        assert_eq!(images[1].layer.as_deref(), Some("top"));
+        assert!(bigdata::path(&root.join("overlay-images"), "new", "sha256:dd").is_file());
+        for lock in ["overlay-layers/layers.lock", "overlay-images/images.lock"] {
+            assert_eq!(
+                std::fs::read(root.join(lock)).unwrap().len(),
+                64,
+                "{lock} token"
+            );
+        }
+    }
+}

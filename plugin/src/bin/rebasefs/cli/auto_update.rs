@@ -20,7 +20,7 @@ use clap::Args;
 use rebasefs_plugin::autoupdate::{self, Move, State};
 use rebasefs_plugin::rebase::{self, Options, Progress};
 use rebasefs_plugin::resolve::Policy;
-use rebasefs_plugin::storage::Store;
+use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -334,12 +334,29 @@ impl<'a> Podman<'a> {
         self.global.open_store()
     }
 
+    /// `podman ARGS`. `--root`/`--runroot` go along only when they name another store than
+    /// storage.conf does: Podman drops storage.conf's options (the mount program among
+    /// them) when either is on its command line.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("podman");
-        if let Some(root) = &self.global.root {
+        let configured = StorageConfig::discover(&Overrides::default()).ok();
+        let same = |given: &std::path::Path, pick: fn(&StorageConfig) -> &std::path::Path| {
+            configured.as_ref().is_some_and(|c| pick(c) == given)
+        };
+        if let Some(root) = self
+            .global
+            .root
+            .as_deref()
+            .filter(|r| !same(r, |c| &c.graphroot))
+        {
             command.arg("--root").arg(root);
         }
-        if let Some(runroot) = &self.global.runroot {
+        if let Some(runroot) = self
+            .global
+            .runroot
+            .as_deref()
+            .filter(|r| !same(r, |c| &c.runroot))
+        {
             command.arg("--runroot").arg(runroot);
         }
         command.args(args);
@@ -348,9 +365,11 @@ impl<'a> Podman<'a> {
 
     fn output(&self, mut command: Command) -> anyhow::Result<String> {
         let shown = format!("{command:?}");
+        let started = Instant::now();
         let out = command
             .output()
             .with_context(|| format!("running {shown}"))?;
+        tracing::debug!(command = %shown, ms = started.elapsed().as_millis(), status = %out.status, "ran");
         if !out.status.success() {
             bail!(
                 "{shown} failed ({}): {}",
@@ -436,7 +455,8 @@ impl<'a> Podman<'a> {
                 self.output(command).map(drop)
             }
             None => self
-                .output(self.command(&["restart", "--time", "10", &c.id]))
+                // The container's own stop timeout applies, as with `podman restart`.
+                .output(self.command(&["restart", &c.id]))
                 .map(drop),
         }
     }
