@@ -1,7 +1,8 @@
 //! Opening files, and the open policy: a write open (or `O_TRUNC`) copies up first; the
-//! handle of an upper file uses FUSE passthrough when the kernel offers it, a lower file's
-//! is served by the daemon (see [`Overlay::register_open`] for why); create makes the new
-//! file and opens it in one step.
+//! handle of an upper file uses FUSE passthrough when the kernel offers it, and so does a
+//! lower file's on a stack without an upper layer (nothing can copy up there); on a
+//! writable stack a lower file's is served by the daemon (see [`Overlay::register_open`]
+//! for why); create makes the new file and opens it in one step.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -34,8 +35,8 @@ impl Overlay {
         flags: i32,
         make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
     ) -> Res<Opened> {
-        let (node, fd, upper) = self.open_inner(ino, flags)?;
-        self.register_open(&node, fd, upper, make_backing)
+        let (node, fd, origin) = self.open_inner(ino, flags)?;
+        self.register_open(&node, fd, origin, make_backing)
     }
 
     /// Creates the file `name` under `parent` and opens it (`flags`), as [`Self::open`].
@@ -53,22 +54,24 @@ impl Overlay {
         let (node, attr, fd) =
             self.create_entry(&p, name, mode, NewKind::File { flags }, caller)?;
         let fd = fd.ok_or(Errno::EIO)?;
-        let opened = self.register_open(&node, fd, true, make_backing)?;
+        let opened = self.register_open(&node, fd, Origin::Upper, make_backing)?;
         Ok((attr, opened))
     }
 
-    /// Registers an open fd as a handle. Upper files use FUSE passthrough when the
-    /// kernel offers it. Lower files are served by the daemon: a copy-up while they are
-    /// open must redirect their readers to the upper copy (as kernel overlayfs does),
-    /// which a passthrough backing file cannot do, and the kernel refuses mixing
-    /// passthrough and daemon-served opens of one inode.
+    /// Registers an open fd as a handle. Upper files, and lower files of a stack without
+    /// an upper layer, use FUSE passthrough when the kernel offers it. Lower files of a
+    /// writable stack are served by the daemon: a copy-up while they are open must
+    /// redirect their readers to the upper copy (as kernel overlayfs does), which a
+    /// passthrough backing file cannot do, and the kernel refuses mixing passthrough and
+    /// daemon-served opens of one inode.
     fn register_open(
         &self,
         node: &Node,
         fd: OwnedFd,
-        upper: bool,
+        origin: Origin,
         make_backing: impl FnOnce(&OwnedFd) -> std::io::Result<BackingId>,
     ) -> Res<Opened> {
+        let upper = origin == Origin::Upper;
         let st = sys::stat_fd(fd.as_fd()).map_err(errno)?;
         let is_reg = st.st_mode & libc::S_IFMT == libc::S_IFREG;
         let mut io = node.io.lock();
@@ -81,7 +84,7 @@ impl Overlay {
             }
             backing = Some(b);
         } else if is_reg
-            && upper
+            && origin != Origin::WritableLower
             && io.cached_opens == 0
             && self.passthrough.load(Ordering::Relaxed)
         {
@@ -114,7 +117,7 @@ impl Overlay {
         })
     }
 
-    fn open_inner(&self, ino: u64, flags: i32) -> Res<(Arc<Node>, OwnedFd, bool)> {
+    fn open_inner(&self, ino: u64, flags: i32) -> Res<(Arc<Node>, OwnedFd, Origin)> {
         let node = self.node(ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writes = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
@@ -132,7 +135,24 @@ impl Overlay {
         // An open file holds its fd for as long as it is open: cached resolutions give way.
         self.nodes.reserve_fds(1);
         let fd = self.retry_on_emfile(|| sys::reopen(top.fd(), flags & keep).map_err(errno))?;
-        let upper = res.upper(&self.stack()).is_some();
-        Ok((node, fd, upper))
+        let stack = self.stack();
+        let origin = if res.upper(&stack).is_some() {
+            Origin::Upper
+        } else if stack.has_upper {
+            Origin::WritableLower
+        } else {
+            Origin::ReadOnlyLower
+        };
+        Ok((node, fd, origin))
     }
+}
+
+/// Where an opened file lives, which decides whether it may be passed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Upper,
+    /// A lower file of a stack with an upper layer: it can be copied up while open.
+    WritableLower,
+    /// A lower file of a stack without an upper layer: it never changes.
+    ReadOnlyLower,
 }

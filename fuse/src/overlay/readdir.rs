@@ -4,7 +4,7 @@
 //! per open directory and rewind.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::sync::Arc;
 
@@ -44,23 +44,23 @@ pub fn merged_entries(stack: &Stack, dir: &Resolved) -> io::Result<Vec<MergedEnt
             break;
         }
         if let Some(idx) = pe.index(stack) {
-            for e in &idx.entries {
-                if seen.contains(&e.name) {
+            for e in idx.entries() {
+                if seen.contains(e.name) {
                     continue;
                 }
-                seen.insert(e.name.clone());
+                seen.insert(e.name.to_os_string());
                 if e.whiteout {
                     continue;
                 }
                 out.push(MergedEntry {
-                    name: e.name.clone(),
+                    name: e.name.to_os_string(),
                     layer: pe.layer,
                     dev: pe.st.st_dev,
                     ino: e.ino,
                     dtype: e.dtype,
                 });
             }
-            seen.extend(idx.aufs_hidden.iter().cloned());
+            seen.extend(idx.aufs_hidden().map(OsStr::to_os_string));
             continue;
         }
         let raw = sys::read_dir(pe.fd())?;
