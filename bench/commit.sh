@@ -84,7 +84,7 @@ measure() {
   before=$(du_kib)
   sync
   out=$(bash -c 'start=$(date +%s.%N); "$@" >/dev/null 2>"$ERR" || exit 1; end=$(date +%s.%N);
-                  echo "$(echo "$end - $start" | bc) $(awk "/^write_bytes/ {print \$2}" /proc/$$/io)"' _ "$@") \
+                  echo "$(awk -v s="$start" -v e="$end" "BEGIN {printf \"%.3f\", e - s}") $(awk "/^write_bytes/ {print \$2}" /proc/$$/io)"' _ "$@") \
     || { echo "commit.sh: $* failed: $(cat "$ERR")" >&2; exit 1; }
   sync
   after=$(du_kib)
@@ -99,7 +99,7 @@ for rep in $(seq 1 "$REPS"); do
     -f "$WORK/ctx/Containerfile.2" -t "localhost/bench/app:rebuilt-$rep" "$WORK/ctx")
   podman_q run --rm "localhost/bench/app:committed-$rep" cat /etc/passwd | grep -q syslog \
     || { echo "commit.sh: the committed image does not run on base 2" >&2; exit 1; }
-  mib() { printf '%.1f' "$(echo "scale=3; $1 / 1048576" | bc)"; }
+  mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
   printf '| `rebasefs commit` (rep %s) | %.2f s | %s MiB | %s KiB |\n' "$rep" "$c_time" "$(mib "$c_bytes")" "$c_kib"
   printf '| `podman build --no-cache` (rep %s) | %.2f s | %s MiB | %s KiB |\n' "$rep" "$b_time" "$(mib "$b_bytes")" "$b_kib"
 done

@@ -30,7 +30,7 @@ mkdir -p "$store"/{ctx,ctx2,inspect}
 # the project's hooks.d file, hooks/rebasefs.json, pointed at this binary.
 mkdir -p "$store/hooks.d"
 hook_json=$(<hooks/rebasefs.json)
-printf '%s\n' "${hook_json//\/usr\/bin\/rebasefs/"$bin"}" >"$store/hooks.d/rebasefs.json"
+printf '%s\n' "${hook_json//\/usr\/libexec\/oci\/hooks.d\/rebasefs/"$bin"}" >"$store/hooks.d/rebasefs.json"
 
 pod_extra=(--hooks-dir "$store/hooks.d")
 

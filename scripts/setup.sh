@@ -18,6 +18,8 @@ set -euo pipefail
 # systemd (systemctl): auto-update restarts a container's unit with it.
 # e2fsprogs (mkfs.ext4), mount (loop mounts): the differential suite's ext4 upper layer.
 # procps (pgrep), mawk (awk): the scripts; git: the bench's version line; apt: setup.sh itself.
+# binutils (strip), man-db (man): packaging/build.sh and packaging/check.sh.
+# uidmap (newuidmap, newgidmap), passwd (useradd): rootless Podman (tests/tests/e2e_rootless.rs).
 # scripts/commands.list maps every command the suites and scripts call to its package.
 PACKAGES=(
   fuse3 podman runc conmon netavark iptables busybox-static fuse-overlayfs attr kmod sqlite3
@@ -25,6 +27,7 @@ PACKAGES=(
   debootstrap rpm diffutils e2fsprogs mount
   procps mawk git apt
   docker-registry skopeo systemd
+  binutils man-db uidmap passwd
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -24,6 +24,14 @@ cargo build --release
 # The tests find the binary at target/release/rebasefs (or $CARGO_TARGET_DIR, REBASEFS_BIN).
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# CI: build both packages, install the .deb and run every suite against the installed
+# /usr/bin/rebasefs (the same build, so the run does not double); purge it at the end.
+if [ -n "${CI:-}" ] && [ -z "${REBASEFS_BIN:-}" ]; then
+  REBASEFS_BIN=${CARGO_TARGET_DIR:-$(pwd)/target}/release/rebasefs packaging/build.sh
+  packaging/check.sh install
+  trap 'rm -f "$log"; packaging/check.sh remove' EXIT
+  export REBASEFS_BIN=/usr/bin/rebasefs
+fi
 status=0
 cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 echo "test.sh: finished in $(( $(date +%s) - started ))s"

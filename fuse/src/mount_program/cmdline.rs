@@ -137,7 +137,7 @@ generic options: rw, ro, [no]dev, [no]suid, [no]exec, [no]atime, allow_other,
   allow_root, default_permissions, fsname=NAME, ... (unknown options: warning, ignored)
 
 logging: REBASEFS_LOG or RUST_LOG (tracing env-filter syntax); a daemon logs to
-REBASEFS_LOG_FILE when set, otherwise nowhere.
+REBASEFS_LOG_FILE when set, and (without -d) to the systemd journal when it runs.
 ",
         version = env!("CARGO_PKG_VERSION")
     )

@@ -13,6 +13,9 @@ mod options;
 mod stale;
 mod termination;
 
+/// The `--help` text (the binary renders it as a man page too).
+pub use cmdline::usage;
+
 use std::any::Any;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

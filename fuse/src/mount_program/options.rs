@@ -327,7 +327,13 @@ fn parse_id(key: &str, value: &str) -> Result<u32> {
 
 /// Parses `C:H:S[:C:H:S...]` (container id, host id, size) into ranges.
 pub fn parse_id_map(key: &str, value: &str) -> Result<Vec<IdRange>> {
-    let fields: Vec<&str> = value.split(':').collect();
+    // containers-storage writes each triple with a leading ':' (`uidmapping=:0:1:1000` for
+    // `podman run --uidmap 0:1:1000`); fuse-overlayfs skips the empty field, so do we.
+    let fields: Vec<&str> = value
+        .strip_prefix(':')
+        .unwrap_or(value)
+        .split(':')
+        .collect();
     if !fields.len().is_multiple_of(3) {
         bail!("{key}={value}: expected container:host:size triples separated by ':'");
     }
@@ -496,6 +502,9 @@ mod tests {
             options.config.gid_map,
             [range(0, 200000, 1), range(1, 300000, 10)]
         );
+        let storage_form = ok("lowerdir=/l,uidmapping=:0:1:1000:1000:2000:10");
+        assert_eq!(storage_form.config.uid_map.len(), 2);
+        assert!(parse_one("lowerdir=/l,uidmapping=:").is_err());
         assert!(parse_one("lowerdir=/l,uidmapping=0:1").is_err());
         assert!(parse_one("lowerdir=/l,uidmapping=0:1:0").is_err());
         assert!(parse_one("lowerdir=/l,uidmapping=a:1:2").is_err());

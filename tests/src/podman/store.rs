@@ -4,8 +4,8 @@
 //! A directory holds the graph root (`root/`), by default the runroot (`runroot/`; Podman
 //! wants its path under ~50 characters), a private `storage.conf` (so host settings such as
 //! additional stores stay out, and so rebasefs finds the same graph root) and a private
-//! `containers.conf`, optionally with `hooks_dir` naming a `hooks.d/` that installs
-//! `rebasefs hook` ([`super::hooks_d_json`]). [`Store::command`] points a program at both
+//! `containers.conf` whose `hooks_dir` names the store's own `hooks.d/`, which installs
+//! `rebasefs hook` ([`super::hooks_d_json`]) when asked (else an empty `no-hooks.d/`). [`Store::command`] points a program at both
 //! files; [`Store::remove_containers`] and [`Store::unmount_and_kill`] take down whatever a
 //! run left (containers, image mounts, mounts below the store, processes naming it).
 
@@ -30,7 +30,7 @@ pub struct Config<'a> {
     pub hook: Option<&'a Path>,
     /// The runroot, when `DIR/runroot` would be too long a path for Podman.
     pub runroot: Option<PathBuf>,
-    /// The containers.conf to use (its last table must be `[engine]` when `hook` is set).
+    /// The containers.conf to use (its last table must be `[engine]`: `hooks_dir` is appended).
     pub containers_conf: &'a str,
 }
 
@@ -66,12 +66,18 @@ impl Store {
         let storage_conf = dir.join("storage.conf");
         std::fs::write(&storage_conf, storage)?;
         let mut containers = config.containers_conf.to_string();
+        // Without a hook the store still names its own (empty) hooks.d, so a hook installed
+        // on the host (the .deb that CI installs) does not run in tests that expect none.
+        // (Not `hooks.d`: tests write that one themselves and pass it with --hooks-dir.)
+        let hooks = dir.join(match config.hook {
+            Some(_) => "hooks.d",
+            None => "no-hooks.d",
+        });
+        std::fs::create_dir_all(&hooks)?;
         if let Some(binary) = config.hook {
-            let hooks = dir.join("hooks.d");
-            std::fs::create_dir_all(&hooks)?;
             std::fs::write(hooks.join("rebasefs.json"), super::hooks_d_json(binary)?)?;
-            containers.push_str(&format!("hooks_dir = [\"{}\"]\n", hooks.display()));
         }
+        containers.push_str(&format!("hooks_dir = [\"{}\"]\n", hooks.display()));
         let containers_conf = dir.join("containers.conf");
         std::fs::write(&containers_conf, containers)?;
         Ok(Store {

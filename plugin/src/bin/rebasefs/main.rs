@@ -20,7 +20,7 @@ struct MountProgram;
 
 impl MountHooks for MountProgram {
     fn start_logging(&self, debug: bool) {
-        logging::init(debug);
+        logging::init(debug, logging::Mode::Service);
     }
 
     fn rewrite_stack(&self, asked: StackSpec) -> StackSpec {

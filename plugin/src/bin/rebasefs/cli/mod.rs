@@ -8,6 +8,7 @@
 mod auto_update;
 mod commit;
 mod maintenance;
+mod man;
 mod mount;
 mod output;
 mod progress;
@@ -32,6 +33,7 @@ const SUBCOMMANDS: &[&str] = &[
     "gc",
     "check",
     "hook",
+    "man",
     "help",
 ];
 
@@ -121,6 +123,13 @@ enum Command {
         #[arg(long)]
         opt_in: bool,
     },
+    /// Write the man pages (generated from these definitions) into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Directory to write rebasefs.1, rebasefs-SUBCOMMAND.1, ... into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Runs a subcommand; returns the process exit code.
@@ -132,7 +141,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    crate::logging::init(false);
+    // The hook runs under Podman like the mount program: its messages go to the journal too.
+    let mode = match cli.command {
+        Command::Hook { .. } => crate::logging::Mode::Service,
+        _ => crate::logging::Mode::Cli,
+    };
+    crate::logging::init(false, mode);
     let result = match &cli.command {
         Command::Status => status::run(&cli.global),
         Command::Rebase(a) => rebase::run(&cli.global, a),
@@ -152,6 +166,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             };
             rebasefs_hooks::hook::run(&crate::stack_rewrite::Repository, site)
         }
+        Command::Man { out } => man::run(out),
     };
     match result {
         Ok(code) => code,
