@@ -24,6 +24,7 @@ pub mod rebase;
 pub mod repair;
 pub mod repo;
 pub mod resolve;
+pub mod rollback;
 pub mod serve;
 pub mod status;
 pub mod storage;

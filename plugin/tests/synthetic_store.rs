@@ -11,6 +11,7 @@ use rebasefs_plugin::chain;
 use rebasefs_plugin::maintenance;
 use rebasefs_plugin::rebase::{self, NoProgress, Options};
 use rebasefs_plugin::resolve::Policy;
+use rebasefs_plugin::rollback;
 use rebasefs_plugin::serve;
 use serde_json::json;
 
@@ -166,7 +167,7 @@ fn rebase_reuse_serve_rollback_gc() {
     );
 
     // Rollback: the mount program serves the original again.
-    let back = rebase::rollback(&store, "app:1").unwrap();
+    let back = rollback::rollback(&store, "app:1").unwrap();
     assert!(back.stack.is_none() && back.not_servable.is_none());
     assert!(
         serve::needs_remount(&asked).unwrap(),
@@ -175,7 +176,7 @@ fn rebase_reuse_serve_rollback_gc() {
     assert_eq!(serve::rewrite_stack(&asked).unwrap(), None);
     assert!(!serve::needs_remount(&asked).unwrap());
     assert!(matches!(
-        rebase::rollback(&store, "app:1"),
+        rollback::rollback(&store, "app:1"),
         Err(rebasefs_plugin::Error::NothingToRollBack(_))
     ));
 

@@ -20,6 +20,7 @@ use clap::Args;
 use rebasefs_plugin::autoupdate::{self, Move, State};
 use rebasefs_plugin::rebase::{self, Options, Progress};
 use rebasefs_plugin::resolve::Policy;
+use rebasefs_plugin::rollback;
 use rebasefs_plugin::storage::{Overrides, StorageConfig, Store};
 use serde::Serialize;
 use serde_json::Value;
@@ -254,7 +255,7 @@ fn restart_checked(
     };
     tracing::warn!(container = %c.name, error = %format!("{failure:#}"), "rolling back");
     let store = podman.store()?;
-    rebase::rollback(&store, &c.image_id)
+    rollback::rollback(&store, &c.image_id)
         .with_context(|| format!("rolling back {} after: {failure:#}", c.image_name))?;
     podman
         .restart(c)
@@ -294,7 +295,7 @@ fn undo_last(global: &Global, podman: &Podman, args: &AutoUpdateArgs) -> anyhow:
         }
         let result = (|| -> anyhow::Result<()> {
             if !rolled.contains(&c.image_id) {
-                rebase::rollback(&podman.store()?, &c.image_id)?;
+                rollback::rollback(&podman.store()?, &c.image_id)?;
                 rolled.push(c.image_id.clone());
             }
             podman.restart(c)?;

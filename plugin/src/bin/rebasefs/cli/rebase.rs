@@ -3,6 +3,7 @@
 use clap::Args;
 use rebasefs_plugin::rebase::{self, Options, RebaseReport};
 use rebasefs_plugin::resolve::{How, Policy};
+use rebasefs_plugin::rollback;
 
 use super::output::{self, short};
 use super::progress::Bar;
@@ -217,7 +218,7 @@ fn describe(how: &How) -> String {
 
 pub fn rollback(global: &Global, image: &str) -> anyhow::Result<i32> {
     let store = global.open_store()?;
-    let report = rebase::rollback(&store, image)?;
+    let report = rollback::rollback(&store, image)?;
     let (image, stack) = (&report.image, &report.stack);
     if let (Some(s), Some(reason)) = (stack, &report.not_servable) {
         eprintln!(
