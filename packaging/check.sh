@@ -2,7 +2,8 @@
 # Checks the packages packaging/build.sh wrote, then installs the .deb (CI uses it for the
 # test run) or removes it again:
 #
-#   packaging/check.sh install   # contents of both packages, dpkg -i, man rebasefs, the hook
+#   packaging/check.sh install   # contents of both packages, rpm -i into a scratch root,
+#                                # dpkg -i, man rebasefs, the hook
 #   packaging/check.sh remove    # dpkg --purge rebasefs
 #
 # Every failure is one line on stderr. The expected files include one man page per
@@ -37,6 +38,10 @@ expected=(
   /etc/containers/containers.conf.d/rebasefs.conf
   /usr/share/rebasefs/storage.conf
   /usr/lib/modules-load.d/fuse.conf
+  /usr/lib/systemd/system/rebasefs-auto-update.service
+  /usr/lib/systemd/system/rebasefs-auto-update.timer
+  /usr/lib/systemd/user/rebasefs-auto-update.service
+  /usr/lib/systemd/user/rebasefs-auto-update.timer
   /usr/share/man/man1/rebasefs.1.gz
   /usr/share/man/man1/rebasefs-mount-program.1.gz
 )
@@ -54,6 +59,20 @@ for file in "${expected[@]}"; do
   grep -qxF "$file" <<<"$deb_files" || fail "$(basename "$deb") lacks $file"
 done
 
+# The RPM, installed with rpm into a scratch root (this is a Debian machine): every file
+# lands, the binary runs and its man page renders from there.
+rpm_root=$tmp/rpm-root
+mkdir -p "$rpm_root"
+rpm --root "$rpm_root" --dbpath /var/lib/rpm --initdb 2>/dev/null || fail "rpm --initdb in $rpm_root failed"
+rpm --root "$rpm_root" --dbpath /var/lib/rpm -i --nodeps --noscripts "$rpm" 2>/dev/null ||
+  fail "rpm -i $(basename "$rpm") into a scratch root failed"
+for file in "${expected[@]}"; do
+  [ -e "$rpm_root$file" ] || [ -L "$rpm_root$file" ] || fail "$file is missing after rpm -i"
+done
+"$rpm_root/usr/bin/rebasefs" --version >/dev/null || fail "the RPM's /usr/bin/rebasefs does not run"
+MANWIDTH=80 man -l "$rpm_root/usr/share/man/man1/rebasefs.1.gz" 2>/dev/null | grep -q 'MOUNT PROGRAM' ||
+  fail "the RPM's man page rebasefs(1) does not render"
+
 dpkg -i "$deb" >/dev/null || fail "dpkg -i $deb failed"
 for file in "${expected[@]}"; do
   [ -e "$file" ] || fail "$file is missing after dpkg -i"
@@ -67,4 +86,4 @@ page=$(man -w rebasefs 2>/dev/null) || fail "man rebasefs finds no page after in
 MANWIDTH=80 man rebasefs 2>/dev/null | grep -q 'MOUNT PROGRAM' || fail "man rebasefs does not render"
 MANWIDTH=80 man rebasefs-mount-program 2>/dev/null | grep -q 'lowerdir=' ||
   fail "man rebasefs-mount-program does not show the mount options"
-echo "packaging/check.sh: $(basename "$deb") and $(basename "$rpm") ship ${#expected[@]} files each; the .deb is installed, man rebasefs works"
+echo "packaging/check.sh: $(basename "$deb") and $(basename "$rpm") ship ${#expected[@]} files each; the RPM installs into a scratch root, the .deb is installed, man rebasefs works from both"
