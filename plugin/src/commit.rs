@@ -94,14 +94,16 @@ pub fn commit(
     let writer = StoreWriter::lock(graphroot)?;
     let mut layers: Vec<CommittedLayer> = base_chain
         .iter()
-        .map(|l| CommittedLayer {
-            id: l.id.clone(),
-            diff_id: format!("sha256:{}", l.diff_id_hex().unwrap_or_default()),
-            kind: "base",
-            source: None,
-            created: false,
+        .map(|l| {
+            Ok(CommittedLayer {
+                id: l.id.clone(),
+                diff_id: format!("sha256:{}", diff_id_hex(graphroot, l)?),
+                kind: "base",
+                source: None,
+                created: false,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut sizes: Vec<u64> = base_chain
         .iter()
         .map(|l| l.diff_size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
@@ -118,7 +120,7 @@ pub fn commit(
                 path: graphroot.join("overlay-layers/layers.json"),
                 reason: format!("app layer {} is gone", app.source),
             })?;
-        let diff_id = format!("sha256:{}", source.diff_id_hex().unwrap_or_default());
+        let diff_id = format!("sha256:{}", diff_id_hex(graphroot, source)?);
         let size = source
             .diff_size
             .and_then(|s| u64::try_from(s).ok())
@@ -396,6 +398,15 @@ fn manifest_bytes(
     serde_json::to_vec(&manifest).map_err(|e| Error::BadMetadata {
         path: PathBuf::from("manifest"),
         reason: e.to_string(),
+    })
+}
+
+/// A layer's uncompressed digest (hex): a committed image names each layer by it, so a
+/// layer containers-storage recorded without one cannot go into an image.
+fn diff_id_hex<'a>(graphroot: &Path, layer: &'a crate::storage::Layer) -> Result<&'a str> {
+    layer.diff_id_hex().ok_or_else(|| Error::BadMetadata {
+        path: graphroot.join("overlay-layers/layers.json"),
+        reason: format!("layer {} has no diff-digest", layer.id),
     })
 }
 

@@ -244,9 +244,17 @@ pub fn gc(store: &Store) -> Result<GcReport> {
             .map_err(sql)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql)?;
-        rows.iter()
-            .flat_map(|t| serde_json::from_str::<Vec<String>>(t).unwrap_or_default())
-            .collect()
+        // A list that does not parse must stop gc: taken as empty, its layers would go.
+        let mut used = HashSet::new();
+        for text in &rows {
+            let ids: Vec<String> =
+                serde_json::from_str(text).map_err(|e| Error::CorruptRepository {
+                    path: path.clone(),
+                    reason: format!("a stack's rebased_layers is not a JSON list ({e})"),
+                })?;
+            used.extend(ids);
+        }
+        used
     };
     let all_layers: Vec<String> = {
         let mut stmt = tx.prepare("SELECT id FROM rebased_layers").map_err(sql)?;
