@@ -90,6 +90,34 @@ pub fn write(graphroot: &Path, record: &MountRecord) -> Result<RecordFile> {
     Ok(RecordFile { dir, name })
 }
 
+/// Removes the records of daemons that are gone (killed before they could remove their
+/// own: `kill -9`, the OOM killer); returns how many. A record's pid is in its name. Liveness
+/// is asked of /proc, not of mountinfo: a rootless store's mounts live in Podman's mount
+/// namespace, where this process may not be, but its daemons share our pid namespace. A pid
+/// reused since only keeps a stale record, which is harmless: the hook matches the device.
+pub fn remove_dead(graphroot: &Path) -> Result<usize> {
+    let Some(dir) = PrivateDir::open(&mounts_dir(graphroot))? else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for name in dir.names()? {
+        let Some(pid) = record_pid(&name) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            dir.remove(&name);
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The pid in a record's name `<key>.<pid>.json`.
+fn record_pid(name: &str) -> Option<u32> {
+    let (_key, pid) = name.strip_suffix(".json")?.rsplit_once('.')?;
+    pid.parse().ok().filter(|&pid| pid > 0)
+}
+
 /// The record of the daemon serving `mount` at `mountpoint`, if a trustworthy one exists.
 ///
 /// An error means something untrustworthy was found (said in the message); `Ok(None)`
@@ -157,6 +185,37 @@ mod tests {
             fuse_owner: Some(owner),
             read_only: false,
         }
+    }
+
+    #[test]
+    fn records_of_dead_daemons_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let graphroot = tmp.path();
+        let mut live = record(&graphroot.join("overlay/a/merged"), "0:90");
+        live.pid = std::process::id();
+        write(graphroot, &live).unwrap();
+        // A pid that has exited and been reaped: nothing runs under it now.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let mut dead = record(&graphroot.join("overlay/b/merged"), "0:91");
+        dead.pid = dead_pid;
+        write(graphroot, &dead).unwrap();
+        let dir = PrivateDir::open(&mounts_dir(graphroot)).unwrap().unwrap();
+        std::fs::write(dir.path().join("not-a-record"), b"x").unwrap();
+
+        assert_eq!(remove_dead(graphroot).unwrap(), 1);
+        let mut names = dir.names().unwrap();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                file_name(&live.mountpoint, live.pid),
+                "not-a-record".to_string()
+            ]
+        );
+        assert_eq!(remove_dead(graphroot).unwrap(), 0);
+        assert_eq!(remove_dead(&graphroot.join("no-store")).unwrap(), 0);
     }
 
     #[test]

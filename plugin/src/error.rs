@@ -53,6 +53,8 @@ pub enum Error {
         count: usize,
         relations: String,
     },
+    #[error("serving daemons' files: {0}")]
+    DaemonFiles(#[from] rebasefs_hooks::Error),
     #[error("package database: {0}")]
     PackageDb(#[from] crate::pkgdb::Error),
     #[error("nothing to roll back for image {0}: it runs on its original base")]

@@ -163,14 +163,19 @@ pub struct GcReport {
     pub resolutions_removed: usize,
     pub directories_removed: usize,
     pub container_records_removed: usize,
+    /// Mount records of serving daemons that were killed before removing their own.
+    pub mount_records_removed: usize,
     /// Base images no longer held ([`crate::holds`]): nothing runs on them any more.
     pub holds_released: usize,
 }
 
 /// Removes records and directories no image, container or rollback step can use.
 pub fn gc(store: &Store) -> Result<GcReport> {
-    let mut report = GcReport::default();
     let graphroot = &store.config.graphroot;
+    let mut report = GcReport {
+        mount_records_removed: rebasefs_hooks::mount_record::remove_dead(graphroot)?,
+        ..GcReport::default()
+    };
     if !crate::repo::db_path(graphroot).exists() {
         return Ok(report);
     }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use rebasefs_tests::podman::images::BASE_IMAGE;
 use rebasefs_tests::podman::Podman;
+use rebasefs_tests::rebase_story::Cli;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -141,7 +142,8 @@ fn a_killed_daemon_is_recovered_by_restart_and_stop_start_with_the_hook() -> Res
 /// Without the hook `podman stop` + `podman start` recovers (containers-storage detaches
 /// the dead mount and mounts again); `podman restart` keeps the rootfs mounted and so
 /// fails on the dead mount (the precreate hook is what mends that, see the test above);
-/// `podman rm -f` of a container whose daemon died leaves nothing.
+/// `podman rm -f` of a container whose daemon died leaves no mount, and `rebasefs gc`
+/// removes the mount record the dead daemon left.
 #[test]
 fn a_killed_daemon_is_recovered_by_stop_start_without_the_hook() -> Result<()> {
     let _serial = serial();
@@ -157,6 +159,20 @@ fn a_killed_daemon_is_recovered_by_stop_start_without_the_hook() -> Result<()> {
     kill_daemon(&podman, "c1")?;
     podman.run(&["rm", "--force", "--time", "0", "c1"])?;
     podman.wait_fuse_mounts_gone()?;
+    // The killed daemon could not remove its mount record; `rebasefs gc` does.
+    let records = podman.root().join("rebasefs/mounts");
+    let count = || std::fs::read_dir(&records).map_or(0, Iterator::count);
+    ensure!(
+        count() == 1,
+        "mount records after the last kill: {}",
+        count()
+    );
+    let gc = Cli::new(&podman).json(&["gc"])?;
+    ensure!(
+        gc["mount_records_removed"] == 1 && count() == 0,
+        "gc left {} mount record(s): {gc}",
+        count()
+    );
     eprintln!("crash recovery without the hook: 3 daemons killed, 400 fsynced files, 0 lost");
     podman.finish()
 }

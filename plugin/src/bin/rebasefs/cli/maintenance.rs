@@ -11,9 +11,9 @@ pub fn gc(global: &Global) -> anyhow::Result<i32> {
     match global.format {
         Format::Json => output::json(&r)?,
         Format::Text => println!(
-            "removed {} stack(s), {} rebased layer record(s), {} resolution(s), {} director(ies), {} container record(s); released {} base image hold(s)",
+            "removed {} stack(s), {} rebased layer record(s), {} resolution(s), {} director(ies), {} container record(s), {} dead daemon's mount record(s); released {} base image hold(s)",
             r.stacks_removed, r.rebased_layers_removed, r.resolutions_removed, r.directories_removed,
-            r.container_records_removed, r.holds_released
+            r.container_records_removed, r.mount_records_removed, r.holds_released
         ),
     }
     Ok(0)
