@@ -43,12 +43,22 @@ impl Served {
 
     /// Unmounts with `how` and waits for `serve` to return.
     fn unmount_with(mut self, how: &[&str]) -> Result<(), Error> {
-        let status = Command::new(how[0])
-            .args(&how[1..])
-            .arg(&self.mountpoint)
-            .status()
-            .expect("run unmount command");
-        assert!(status.success(), "{how:?} failed");
+        // A non-lazy unmount fails with EBUSY while any process holds a file of the mount:
+        // tests of this binary run in parallel, and a fork by another test's `Command`
+        // copies this thread's open fds until its exec. So retry for a short while.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let status = Command::new(how[0])
+                .args(&how[1..])
+                .arg(&self.mountpoint)
+                .status()
+                .expect("run unmount command");
+            if status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{how:?} failed for 3 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let t = self.thread.take().expect("thread present");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !t.is_finished() {
