@@ -104,6 +104,9 @@ fn replace_stack_shows_new_layers_immediately() {
     write(&b.join("f"), "B");
     write(&b.join("only-b"), "b");
     write(&b.join("d/x"), "bx");
+    // The kernel caches symlink targets (FUSE_CACHE_SYMLINKS): a swap must drop them.
+    std::os::unix::fs::symlink("target-a", a.join("l")).unwrap();
+    std::os::unix::fs::symlink("target-b", b.join("l")).unwrap();
     fs::create_dir(&mp).unwrap();
     let stack_a = StackSpec {
         lowers: vec![a.clone()],
@@ -122,6 +125,9 @@ fn replace_stack_shows_new_layers_immediately() {
     assert_eq!(fs::read_to_string(mp.join("d/x")).unwrap(), "ax");
     assert!(mp.join("only-a").exists());
     assert!(!mp.join("only-b").exists());
+    for _ in 0..2 {
+        assert_eq!(fs::read_link(mp.join("l")).unwrap(), Path::new("target-a"));
+    }
 
     handle
         .replace(StackSpec {
@@ -135,12 +141,13 @@ fn replace_stack_shows_new_layers_immediately() {
     assert_eq!(fs::read_to_string(mp.join("d/x")).unwrap(), "bx");
     assert!(!mp.join("only-a").exists());
     assert!(mp.join("only-b").exists());
+    assert_eq!(fs::read_link(mp.join("l")).unwrap(), Path::new("target-b"));
     let mut names: Vec<String> = fs::read_dir(&mp)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["d", "f", "only-b"]);
+    assert_eq!(names, ["d", "f", "l", "only-b"]);
 
     served.unmount_with(&["fusermount3", "-u"]).unwrap();
     assert!(!is_mounted(&mp));

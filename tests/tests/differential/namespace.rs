@@ -7,6 +7,7 @@ pub fn cases() -> Vec<Case> {
         Case::standard("mkdir_rmdir", mkdir_rmdir),
         Case::standard("mknod_special", mknod_special),
         Case::standard("symlink_readlink", symlink_readlink),
+        Case::standard("symlink_replaced_after_read", symlink_replaced_after_read),
         Case::standard("unlink_files", unlink_files),
         Case::standard("rmdir_merged", rmdir_merged),
         Case::standard("aufs_looking_names", aufs_looking_names),
@@ -113,6 +114,38 @@ fn symlink_readlink(t: &mut Session) {
         target: s(""),
         path: s("top/empty"),
     });
+}
+
+/// Targets read once (cached by the kernel where the mount caches symlinks), then the
+/// names replaced: every later read must see the new target.
+fn symlink_replaced_after_read(t: &mut Session) {
+    let symlink = |target: &str, path: &str| Op::Symlink {
+        target: s(target),
+        path: s(path),
+    };
+    // A lower symlink whose upper layer has a newer one, and a base-only one.
+    for path in ["usr/lib/libc.so", "usr/bin/dangling", "ra/f3"] {
+        expect(t, Op::ReadLink(s(path)), Ok(()));
+        expect(t, unlink(path), Ok(()));
+        expect(t, symlink("new-target", path), Ok(()));
+        expect(t, Op::ReadLink(s(path)), Ok(()));
+    }
+    // An upper symlink renamed over another one that was read.
+    expect(t, symlink("first", "top/s1"), Ok(()));
+    expect(t, symlink("second", "top/s2"), Ok(()));
+    expect(t, Op::ReadLink(s("top/s1")), Ok(()));
+    expect(t, Op::ReadLink(s("top/s2")), Ok(()));
+    expect(t, rename("top/s1", "top/s2", 0), Ok(()));
+    expect(t, Op::ReadLink(s("top/s2")), Ok(()));
+    expect(t, Op::ReadLink(s("top/s1")), Err(libc::ENOENT));
+    // A read symlink replaced by a regular file, then by a symlink again.
+    expect(t, Op::ReadLink(s("usr/bin/abs")), Ok(()));
+    expect(t, rename("top/f", "usr/bin/abs", 0), Ok(()));
+    expect(t, Op::ReadLink(s("usr/bin/abs")), Err(libc::EINVAL));
+    expect(t, unlink("usr/bin/abs"), Ok(()));
+    expect(t, symlink("../../etc/hosts", "usr/bin/abs"), Ok(()));
+    expect(t, Op::ReadLink(s("usr/bin/abs")), Ok(()));
+    expect(t, read("usr/bin/abs"), Ok(()));
 }
 
 fn unlink_files(t: &mut Session) {
