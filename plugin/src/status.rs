@@ -166,7 +166,7 @@ pub fn status(store: &Store) -> Result<Status> {
         if let Some(b) = &base_display {
             base_names.insert(image.id.clone(), b.clone());
         }
-        images.push(ImageStatus {
+        let row = ImageStatus {
             name: image.display_name(),
             id: short_id(&image.id).to_string(),
             base: base_display,
@@ -184,7 +184,18 @@ pub fn status(store: &Store) -> Result<Status> {
                 .and_then(|s| s.resolution_id.as_ref())
                 .and_then(|id| repo.resolutions.iter().find(|r| &r.id == id))
                 .and_then(|r| package_counts(&r.decisions)),
-        });
+        };
+        // One row per name, as `podman images` lists them (an untagged image: one, by id).
+        let more: Vec<ImageStatus> = image
+            .own_names()
+            .skip(1)
+            .map(|name| ImageStatus {
+                name: name.clone(),
+                ..row.clone()
+            })
+            .collect();
+        images.push(row);
+        images.extend(more);
     }
     let mut containers = Vec::new();
     for c in &store.containers {

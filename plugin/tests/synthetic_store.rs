@@ -299,3 +299,32 @@ fn base_wins_copies_the_new_base_version_and_its_deletions() {
         ]
     );
 }
+
+#[test]
+fn status_lists_an_image_under_every_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fake = Fake::new(tmp.path());
+    let b = fake.layer(None, &[("etc/release", "1")]);
+    let a = fake.layer(Some(&b), &[("app/bin", "app")]);
+    fake.image("localhost/base:1", &b, None);
+    let app = fake.image("localhost/app:1", &a, Some("localhost/base:1"));
+    fake.tag(&app, "localhost/app:latest");
+    fake.tag(&app, "registry.example/app:1");
+    fake.save();
+    let status = rebasefs_plugin::status::status(&fake.store()).unwrap();
+    let rows: Vec<(&str, &str)> = status
+        .images
+        .iter()
+        .filter(|i| i.id == app[..12])
+        .map(|i| (i.name.as_str(), i.base.as_deref().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("localhost/app:1", "localhost/base:1"),
+            ("localhost/app:latest", "localhost/base:1"),
+            ("registry.example/app:1", "localhost/base:1"),
+        ]
+    );
+    assert_eq!(status.images.len(), 4, "base:1 once, app three times");
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fuser::{BackingId, Errno, FileAttr};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::handles::Handle;
 use super::inode::{BackingFile, Node};
@@ -94,6 +94,18 @@ impl Overlay {
                     io.backing = Some(Arc::downgrade(&b));
                     backing = Some(b);
                 }
+                // The kernel offers passthrough to every FUSE server but registers backing
+                // files only for CAP_SYS_ADMIN in the initial user namespace: a rootless
+                // daemon gets EPERM on every open. Stop asking, and say so once.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    if self.passthrough.swap(false, Ordering::Relaxed) {
+                        warn!(
+                            "FUSE passthrough refused ({e}: it needs CAP_SYS_ADMIN in the initial \
+                             user namespace, which rootless Podman lacks); this mount serves every \
+                             read and write through the daemon"
+                        );
+                    }
+                }
                 Err(e) => debug!("passthrough backing refused: {e}"),
             }
         }
@@ -155,4 +167,53 @@ enum Origin {
     WritableLower,
     /// A lower file of a stack without an upper layer: it never changes.
     ReadOnlyLower,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::config::{OverlayConfig, StackSpec};
+    use crate::overlay::layer::Stack;
+
+    #[test]
+    fn passthrough_refused_with_eperm_is_asked_once_then_off() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper, work) = (
+            tmp.path().join("l"),
+            tmp.path().join("u"),
+            tmp.path().join("w"),
+        );
+        for d in [&lower, &upper, &work] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(upper.join("a"), "a").unwrap();
+        std::fs::write(upper.join("b"), "b").unwrap();
+        let spec = StackSpec {
+            lowers: vec![lower],
+            upper: Some(upper),
+            work: Some(work),
+        };
+        let ov = Overlay::new(
+            OverlayConfig::new(spec.clone()),
+            Stack::open(&spec, 1).unwrap(),
+        )
+        .unwrap();
+        ov.passthrough.store(true, Ordering::Relaxed);
+        let asked = Cell::new(0);
+        let refuse = |_: &OwnedFd| -> std::io::Result<BackingId> {
+            asked.set(asked.get() + 1);
+            Err(std::io::Error::from_raw_os_error(libc::EPERM))
+        };
+        for name in ["a", "b", "a"] {
+            let attr = ov
+                .lookup_entry(crate::overlay::inode::ROOT_ID, OsStr::new(name))
+                .unwrap();
+            let opened = ov.open(attr.ino.0, libc::O_RDONLY, refuse).unwrap();
+            assert!(opened.backing.is_none(), "{name}: served by the daemon");
+        }
+        assert_eq!(asked.get(), 1, "the kernel is asked once");
+        assert!(!ov.passthrough.load(Ordering::Relaxed));
+    }
 }

@@ -111,6 +111,18 @@ impl Fake {
         id
     }
 
+    /// Gives image `id` one more name (as `podman tag` does).
+    #[allow(dead_code)] // each test crate compiles this module; not all of them tag
+    pub fn tag(&mut self, id: &str, name: &str) {
+        for image in &mut self.images {
+            if image["id"] == id {
+                if let Some(names) = image["names"].as_array_mut() {
+                    names.push(json!(name));
+                }
+            }
+        }
+    }
+
     pub fn save(&self) {
         fs::write(
             self.root.join("overlay-layers/layers.json"),
