@@ -71,6 +71,29 @@ struct Row {
     error: Option<String>,
 }
 
+impl Row {
+    fn of(c: &Candidate, updated: &str, base: String, new_base: String) -> Row {
+        Row {
+            unit: c.unit.clone().unwrap_or_default(),
+            container: format!("{} ({})", short(&c.id), c.name),
+            container_name: c.name.clone(),
+            container_id: c.id.clone(),
+            image: c.image_name.clone(),
+            policy: c.policy.clone(),
+            updated: updated.into(),
+            base,
+            new_base,
+            error: None,
+        }
+    }
+
+    /// The container's update failed with `e` (one line in the report).
+    fn failed(&mut self, e: &anyhow::Error) {
+        self.updated = "failed".into();
+        self.error = Some(format!("{e:#}").replace('\n', " "));
+    }
+}
+
 /// What `podman container inspect` says about a container, the parts used here.
 struct Candidate {
     id: String,
@@ -80,6 +103,20 @@ struct Candidate {
     policy: String,
     unit: Option<String>,
     healthcheck: bool,
+}
+
+impl Candidate {
+    /// The record of this container moved from base `from` to `to`.
+    fn moved(&self, from: String, to: String, outcome: String) -> Move {
+        Move {
+            container: self.name.clone(),
+            image_id: self.image_id.clone(),
+            from_base: from,
+            to_base: to,
+            outcome,
+            at: rebasefs_plugin::repo::now(),
+        }
+    }
 }
 
 pub fn run(global: &Global, args: &AutoUpdateArgs) -> anyhow::Result<i32> {
@@ -139,39 +176,18 @@ fn update_all(
     // Images rebased in this run: their other containers restart too.
     let mut rebased: HashMap<String, (String, String)> = HashMap::new();
     for c in &candidates {
-        let mut row = Row {
-            unit: c.unit.clone().unwrap_or_default(),
-            container: format!("{} ({})", short(&c.id), c.name),
-            container_name: c.name.clone(),
-            container_id: c.id.clone(),
-            image: c.image_name.clone(),
-            policy: c.policy.clone(),
-            updated: "false".into(),
-            base: String::new(),
-            new_base: String::new(),
-            error: None,
-        };
+        let mut row = Row::of(c, "false", String::new(), String::new());
         match update_one(podman, args, c, &mut rebased, progress) {
             Ok(Some((from, to, outcome))) => {
                 row.base = from.clone();
                 row.new_base = to.clone();
                 row.updated = outcome.clone();
                 if !args.dry_run {
-                    moves.push(Move {
-                        container: c.name.clone(),
-                        image_id: c.image_id.clone(),
-                        from_base: from,
-                        to_base: to,
-                        outcome,
-                        at: rebasefs_plugin::repo::now(),
-                    });
+                    moves.push(c.moved(from, to, outcome));
                 }
             }
             Ok(None) => {}
-            Err(e) => {
-                row.updated = "failed".into();
-                row.error = Some(format!("{e:#}").replace('\n', " "));
-            }
+            Err(e) => row.failed(&e),
         }
         rows.push(row);
     }
@@ -276,18 +292,12 @@ fn undo_last(global: &Global, podman: &Podman, args: &AutoUpdateArgs) -> anyhow:
         let Some(last) = state.last_update(&c.name) else {
             continue;
         };
-        let mut row = Row {
-            unit: c.unit.clone().unwrap_or_default(),
-            container: format!("{} ({})", short(&c.id), c.name),
-            container_name: c.name.clone(),
-            container_id: c.id.clone(),
-            image: c.image_name.clone(),
-            policy: c.policy.clone(),
-            updated: "rolled back".into(),
-            base: last.to_base.clone(),
-            new_base: last.from_base.clone(),
-            error: None,
-        };
+        let mut row = Row::of(
+            c,
+            "rolled back",
+            last.to_base.clone(),
+            last.from_base.clone(),
+        );
         if args.dry_run {
             row.updated = "pending".into();
             rows.push(row);
@@ -302,18 +312,12 @@ fn undo_last(global: &Global, podman: &Podman, args: &AutoUpdateArgs) -> anyhow:
             podman.wait_healthy(c, Duration::from_secs(args.wait))
         })();
         match result {
-            Ok(()) => moves.push(Move {
-                container: c.name.clone(),
-                image_id: c.image_id.clone(),
-                from_base: last.to_base.clone(),
-                to_base: last.from_base.clone(),
-                outcome: "rolled back".into(),
-                at: rebasefs_plugin::repo::now(),
-            }),
-            Err(e) => {
-                row.updated = "failed".into();
-                row.error = Some(format!("{e:#}").replace('\n', " "));
-            }
+            Ok(()) => moves.push(c.moved(
+                last.to_base.clone(),
+                last.from_base.clone(),
+                "rolled back".into(),
+            )),
+            Err(e) => row.failed(&e),
         }
         rows.push(row);
     }
