@@ -1,9 +1,8 @@
 //! `rebasefs commit`: write a rebased image into containers-storage as a real image.
 
+use super::rebase::PlanArgs;
 use clap::Args;
 use rebasefs_plugin::commit::{self, CommitOptions};
-use rebasefs_plugin::rebase::Options;
-use rebasefs_plugin::resolve::Policy;
 
 use super::output::{self, short};
 use super::progress::Bar;
@@ -16,36 +15,21 @@ pub struct CommitArgs {
     /// The new base (default: what the image's base name resolves to now).
     #[arg(long, value_name = "NEWBASE")]
     onto: Option<String>,
-    /// The image's current base, when it cannot be found from annotations or layers.
-    #[arg(long, value_name = "OLDBASE")]
-    base: Option<String>,
-    /// Conflict policy, as for `rebasefs rebase`.
-    #[arg(long, value_name = "POLICY")]
-    policy: Vec<String>,
     /// The name of the new image (e.g. `app:rebased`, `registry.example:5000/app:2`).
     #[arg(long, value_name = "NAME")]
     tag: String,
-    /// Commit even when the new base no longer satisfies an app package's dependencies.
-    #[arg(long)]
-    allow_broken_deps: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 pub fn run(global: &Global, args: &CommitArgs) -> anyhow::Result<i32> {
-    let policy = Policy::parse(&args.policy)?;
-    let store = global.open_store()?;
     let opts = CommitOptions {
-        rebase: Options {
-            image: args.image.clone(),
-            onto: args.onto.clone(),
-            base: args.base.clone(),
-            policy_given: !args.policy.is_empty(),
-            policy,
-            dry_run: false,
-            assign: false,
-            allow_broken_deps: args.allow_broken_deps,
-        },
+        rebase: args
+            .plan
+            .options(&args.image, args.onto.clone(), false, false)?,
         tag: args.tag.clone(),
     };
+    let store = global.open_store()?;
     let progress = Bar::new(global.format == Format::Text);
     let report = commit::commit(&store, &opts, &progress)?;
     match global.format {

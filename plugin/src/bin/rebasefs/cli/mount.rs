@@ -9,13 +9,13 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use clap::Args;
 use rebasefs_hooks::mountinfo;
-use rebasefs_plugin::rebase::{self, Options};
+use rebasefs_plugin::rebase;
 use rebasefs_plugin::repo::Repo;
-use rebasefs_plugin::resolve::Policy;
 use rebasefs_plugin::serve;
 
 use super::output;
 use super::progress::Bar;
+use super::rebase::PlanArgs;
 use super::{Format, Global};
 
 #[derive(Debug, Args)]
@@ -25,17 +25,11 @@ pub struct MountArgs {
     /// Show the image rebased onto this base (default: the stack the image is set to).
     #[arg(long, value_name = "NEWBASE")]
     onto: Option<String>,
-    /// The image's current base, when it cannot be found from annotations or layers.
-    #[arg(long, value_name = "OLDBASE")]
-    base: Option<String>,
-    /// Conflict policy for --onto (as for `rebase`).
-    #[arg(long, value_name = "POLICY")]
-    policy: Vec<String>,
-    /// For --onto: mount even when the new base breaks an app package's dependencies.
-    #[arg(long)]
-    allow_broken_deps: bool,
     /// Where to mount.
     dir: PathBuf,
+    /// For --onto: the plan's flags, as for `rebase`.
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
@@ -43,16 +37,9 @@ pub fn mount(global: &Global, args: &MountArgs) -> anyhow::Result<i32> {
     let graphroot = store.config.graphroot.clone();
     let (lowers, what) = match &args.onto {
         Some(onto) => {
-            let opts = Options {
-                image: args.image.clone(),
-                onto: Some(onto.clone()),
-                base: args.base.clone(),
-                policy: Policy::parse(&args.policy)?,
-                policy_given: !args.policy.is_empty(),
-                dry_run: false,
-                assign: false,
-                allow_broken_deps: args.allow_broken_deps,
-            };
+            let opts = args
+                .plan
+                .options(&args.image, Some(onto.clone()), false, false)?;
             let report = rebase::rebase(&store, &opts, &Bar::new(global.format == Format::Text))?;
             (
                 report.lowers,

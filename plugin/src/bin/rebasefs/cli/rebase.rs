@@ -9,6 +9,47 @@ use super::output::{self, short};
 use super::progress::Bar;
 use super::{Format, Global};
 
+/// What a rebase plan is made of besides the image and the new base; `rebase`, `commit`
+/// and `mount --onto` take the same flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The image's current base, when it cannot be found from annotations or layers.
+    #[arg(long, value_name = "OLDBASE")]
+    base: Option<String>,
+    /// Conflict policy; repeatable, each value changes the default (merge passwd, group,
+    /// shadow and the package databases; other conflicts keep the app's version):
+    /// upper-wins, refuse, merge, no-merge, packages, no-packages, plain (no merges),
+    /// base-wins=PATH[,PATH]. Without it the image keeps the policy of its current rebase.
+    #[arg(long, value_name = "POLICY")]
+    policy: Vec<String>,
+    /// Go ahead even when the new base no longer satisfies a dependency of an app package
+    /// (Depends/Pre-Depends, Requires, D:); without it such a rebase is refused.
+    #[arg(long)]
+    allow_broken_deps: bool,
+}
+
+impl PlanArgs {
+    /// The engine's options for rebasing `image` onto `onto` with these flags.
+    pub fn options(
+        &self,
+        image: &str,
+        onto: Option<String>,
+        dry_run: bool,
+        assign: bool,
+    ) -> anyhow::Result<Options> {
+        Ok(Options {
+            image: image.to_string(),
+            onto,
+            base: self.base.clone(),
+            policy: Policy::parse(&self.policy)?,
+            policy_given: !self.policy.is_empty(),
+            dry_run,
+            assign,
+            allow_broken_deps: self.allow_broken_deps,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RebaseArgs {
     /// Image name or id.
@@ -16,37 +57,18 @@ pub struct RebaseArgs {
     /// The new base (default: what the image's base name resolves to now).
     #[arg(long, value_name = "NEWBASE")]
     onto: Option<String>,
-    /// The image's current base, when it cannot be found from annotations or layers.
-    #[arg(long, value_name = "OLDBASE")]
-    base: Option<String>,
     /// Plan and report only; record nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Conflict policy; repeatable, each value changes the default (merge passwd/group/
-    /// shadow and the package databases, other conflicts keep the app's version):
-    /// upper-wins, refuse, merge, no-merge, packages, no-packages, plain (no merges),
-    /// base-wins=PATH[,PATH]. Without it the image keeps the policy of its current rebase.
-    #[arg(long, value_name = "POLICY")]
-    policy: Vec<String>,
-    /// Rebase even when the new base no longer satisfies a dependency of an app package
-    /// (Depends/Pre-Depends, Requires, D:); without it such a rebase is refused.
-    #[arg(long)]
-    allow_broken_deps: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 pub fn run(global: &Global, args: &RebaseArgs) -> anyhow::Result<i32> {
-    let policy = Policy::parse(&args.policy)?;
+    let opts = args
+        .plan
+        .options(&args.image, args.onto.clone(), args.dry_run, true)?;
     let store = global.open_store()?;
-    let opts = Options {
-        image: args.image.clone(),
-        onto: args.onto.clone(),
-        base: args.base.clone(),
-        policy_given: !args.policy.is_empty(),
-        policy,
-        dry_run: args.dry_run,
-        assign: true,
-        allow_broken_deps: args.allow_broken_deps,
-    };
     let progress = Bar::new(global.format == Format::Text);
     let report = rebase::rebase(&store, &opts, &progress)?;
     match global.format {
