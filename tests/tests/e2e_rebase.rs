@@ -547,7 +547,8 @@ impl Drop for ImpostorDaemon {
     }
 }
 
-/// A control socket served by `nobody` that answers every request with "swapped".
+/// A control socket served by `nobody` that answers every request with "swapped" (and
+/// keeps serving when a client hangs up first, as the hook does once it distrusts it).
 struct ForgedSocket {
     child: std::process::Child,
     path: std::path::PathBuf,
@@ -561,7 +562,7 @@ impl ForgedSocket {
         let server = "import os, socket, sys\n\
                       s = socket.socket(socket.AF_UNIX)\n\
                       s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(8)\n\
-                      while True:\n    c, _ = s.accept(); c.recv(100); c.sendall(b'swapped\\n'); c.close()\n";
+                      while True:\n    c, _ = s.accept()\n    try:\n        c.recv(100); c.sendall(b'swapped\\n')\n    except OSError:\n        pass\n    c.close()\n";
         let child = std::process::Command::new("setpriv")
             .args([
                 "--reuid=65534",
