@@ -30,21 +30,13 @@ pub fn rollback(store: &Store, image_ref: &str) -> Result<RollbackReport> {
     let mut repo = Repo::open_existing(graphroot)?
         .ok_or_else(|| Error::NothingToRollBack(image.display_name()))?;
     let path = repo.path.clone();
+    let sql = |e| repo::classify(&path, e);
     let tx = repo
         .conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| Error::Sqlite {
-            path: path.clone(),
-            source: e,
-        })?;
-    let step = write::rollback(&tx, &image.id).map_err(|e| Error::Sqlite {
-        path: path.clone(),
-        source: e,
-    })?;
-    tx.commit().map_err(|e| Error::Sqlite {
-        path: path.clone(),
-        source: e,
-    })?;
+        .map_err(sql)?;
+    let step = write::rollback(&tx, &image.id).map_err(sql)?;
+    tx.commit().map_err(sql)?;
     let Some((_, back_to)) = step else {
         return Err(Error::NothingToRollBack(image.display_name()));
     };

@@ -58,7 +58,9 @@ pub struct Repo {
     pub store: SharedStore,
 }
 
-fn classify(path: &Path, e: rusqlite::Error) -> Error {
+/// A SQLite error on the repository at `path`: corruption as [`Error::CorruptRepository`],
+/// anything else as [`Error::Sqlite`].
+pub(crate) fn classify(path: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Error::CorruptRepository {
